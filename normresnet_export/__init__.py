@@ -1,0 +1,64 @@
+"""normexport: very deep norm-preserving residual networks, from training to serving.
+
+The public surface::
+
+    import normresnet_export as nx
+    nx.list_models(family=None)                    # registered names
+    nx.create_model(name, num_classes=None, **kw)  # build one
+    nx.save_checkpoint(path, model, arch=..., model_kwargs=..., preprocessing=..., labels=...)
+    nx.load_checkpoint(path)                       # -> Checkpoint(.model, .arch, .preprocessing, ...)
+
+Importing this package needs neither torchvision nor a GPU.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("normresnet-export")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+from normresnet_export import nn
+from normresnet_export.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from normresnet_export.errors import (
+    CheckFailedError,
+    CheckpointError,
+    InputError,
+    NormexportError,
+    UnknownModelError,
+)
+from normresnet_export.models import (
+    FAMILIES,
+    ModelInfo,
+    count_layers,
+    count_parameters,
+    create_model,
+    list_models,
+    model_info,
+    register_model,
+)
+from normresnet_export.preprocess import Preprocessing
+
+__all__ = [
+    "FAMILIES",
+    "CheckFailedError",
+    "Checkpoint",
+    "CheckpointError",
+    "InputError",
+    "ModelInfo",
+    "NormexportError",
+    "Preprocessing",
+    "UnknownModelError",
+    "__version__",
+    "count_layers",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+    "model_info",
+    "nn",
+    "register_model",
+    "save_checkpoint",
+]

@@ -1,0 +1,254 @@
+"""The model registry: one explicit table from a model name to its builder and metadata.
+
+Builders are registered with :func:`register_model`. A duplicate name raises (as
+torchvision does; timm only warns, which hides shadowed models). An unknown name raises
+an error that lists the closest registered names. Keyword arguments are checked against
+the builder's signature *before* it runs, so a misspelt option fails at once with the
+list of accepted options instead of disappearing in a ``**kwargs`` funnel.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import inspect
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from normresnet_export.errors import InputError, UnknownModelError
+from normresnet_export.models._catalogue import load_catalogue
+from normresnet_export.models._counting import count_layers, count_parameters
+
+Dataset = Literal["cifar", "imagenet"]
+
+#: The five research families, with the paper each one implements.
+FAMILIES: dict[str, str] = {
+    "torch-resnet": "He et al. 2016 (ResNet, pre-activation ResNet); Zagoruyko & Komodakis 2016 (WRN), "
+    "as unified by raphaelreme/torch-resnet",
+    "tau-resnet": "Zhang et al., 'Convergence Theory of Learning Over-parameterized ResNet', "
+    "arXiv 1903.07120",
+    "procresnet": "Zaeemzadeh et al., 'Norm-Preservation: Why Residual Networks Can Become Extremely Deep?', "
+    "TPAMI 2020",
+    "leno": "Mahaur et al., 'Improved Residual Network Based on Norm-Preservation for Visual Recognition', "
+    "Neural Networks 2022",
+    "diracnet": "Zagoruyko & Komodakis, 'DiracNets: Training Very Deep Neural Networks Without "
+    "Skip-Connections', arXiv 1706.00388",
+}
+
+#: The input each dataset kind is designed for (channels, height, width).
+INPUT_SIZES: dict[str, tuple[int, int, int]] = {"cifar": (3, 32, 32), "imagenet": (3, 224, 224)}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows about one model name.
+
+    Attributes:
+        name: The registered name (lower case, with the paper's depth number).
+        family: One of :data:`FAMILIES`.
+        dataset: ``"cifar"`` (32×32 designs) or ``"imagenet"`` (224×224 designs).
+        builder: The keyword-only function that builds the model.
+        description: One line shown by ``normexport models``.
+    """
+
+    name: str
+    family: str
+    dataset: Dataset
+    builder: Callable[..., nn.Module]
+    description: str = ""
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """Default input size (C, H, W) of the design."""
+        return INPUT_SIZES[self.dataset]
+
+    @property
+    def default_kwargs(self) -> dict[str, Any]:
+        """Every keyword the builder accepts, with its default value."""
+        return {
+            p.name: p.default
+            for p in inspect.signature(self.builder).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    def resolve_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        """Return the complete keyword set the builder will see: defaults overridden by ``kwargs``.
+
+        Checkpoints store this resolved set, so a model rebuilds identically even if a
+        default (say, the paper's rule for tau) changes in a later version.
+
+        Raises:
+            InputError: A keyword the builder does not accept.
+        """
+        accepted = self.default_kwargs
+        unknown = sorted(set(kwargs) - set(accepted))
+        if unknown:
+            raise InputError(
+                f"model {self.name!r} does not accept {', '.join(map(repr, unknown))}; "
+                f"accepted keywords: {', '.join(sorted(accepted))}"
+            )
+        return {**accepted, **kwargs}
+
+    def parameter_count(self, **kwargs: Any) -> int:
+        """Number of learnable parameters (shared ones once), for these keywords."""
+        return self._counts(kwargs)[0]
+
+    def layer_count(self, **kwargs: Any) -> int:
+        """Number of Conv/Linear layers (torch-resnet's ``count_layers`` convention), for these keywords."""
+        return self._counts(kwargs)[1]
+
+    def _counts(self, kwargs: dict[str, Any]) -> tuple[int, int]:
+        resolved = self.resolve_kwargs(**kwargs)
+        stored = load_catalogue().get(self.name) if resolved == self.default_kwargs else None
+        if stored is not None:
+            return stored["parameters"], stored["layers"]
+        return meta_counts(self.name, resolved)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    name: str, *, family: str, dataset: Dataset, description: str = ""
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a builder under ``name``.
+
+    Args:
+        name: Registry name; must be lower case and not registered yet.
+        family: One of :data:`FAMILIES`.
+        dataset: ``"cifar"`` or ``"imagenet"``.
+        description: One line for the catalogue; defaults to the builder's first docstring line.
+
+    Raises:
+        ValueError: Duplicate or malformed name, unknown family or dataset, or a builder
+            with positional or ``**kwargs`` parameters (every option must be a named keyword).
+    """
+    if name != name.lower() or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ValueError(f"model names are lower case letters, digits and '_', got {name!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if dataset not in INPUT_SIZES:
+        raise ValueError(f"unknown dataset kind {dataset!r}; expected one of {', '.join(INPUT_SIZES)}")
+
+    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered (family {_REGISTRY[name].family!r})")
+        params = inspect.signature(builder).parameters.values()
+        loose = [p.name for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
+        if loose:
+            raise ValueError(f"builder for {name!r} must take keyword-only arguments, got {loose}")
+        doc = description or (inspect.getdoc(builder) or "").split("\n", 1)[0]
+        _REGISTRY[name] = ModelInfo(
+            name=name, family=family, dataset=dataset, builder=builder, description=doc
+        )
+        return builder
+
+    return decorator
+
+
+def register_partial(
+    name: str,
+    function: Callable[..., nn.Module],
+    *args: Any,
+    family: str,
+    dataset: Dataset,
+    description: str,
+    **defaults: Any,
+) -> None:
+    """Register ``functools.partial(function, *args, **defaults)`` under ``name``.
+
+    Families build many names from one function (one per depth or width); the positional
+    ``args`` fix the architecture and ``defaults`` become the builder's keyword defaults,
+    visible in its signature (so ``ModelInfo.default_kwargs`` and checkpoints see them).
+    """
+    builder = functools.partial(function, *args, **defaults)
+    register_model(name, family=family, dataset=dataset, description=description)(builder)
+
+
+def _natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``resnet20`` before ``resnet110``."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", name)]
+
+
+def list_models(
+    pattern: str | None = None, *, family: str | None = None, dataset: Dataset | None = None
+) -> list[str]:
+    """Registered model names, in natural order.
+
+    Args:
+        pattern: Optional shell-style filter, e.g. ``"preact_*"`` (as in timm).
+        family: Keep only this family (one of :data:`FAMILIES`).
+        dataset: Keep only ``"cifar"`` or ``"imagenet"`` designs.
+
+    Raises:
+        InputError: Unknown family or dataset kind.
+    """
+    if family is not None and family not in FAMILIES:
+        raise InputError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if dataset is not None and dataset not in INPUT_SIZES:
+        raise InputError(f"unknown dataset kind {dataset!r}; expected one of {', '.join(INPUT_SIZES)}")
+    names = [
+        info.name
+        for info in _REGISTRY.values()
+        if (family is None or info.family == family)
+        and (dataset is None or info.dataset == dataset)
+        and (pattern is None or fnmatch.fnmatchcase(info.name, pattern))
+    ]
+    return sorted(names, key=_natural_key)
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a registered model.
+
+    Raises:
+        UnknownModelError: The name is not registered; the message lists close matches.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(
+            f"unknown model {name!r}{hint} (`normexport models` lists all {len(_REGISTRY)} names)"
+        ) from None
+
+
+def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model, freshly initialised as its reference code initialises it.
+
+    Args:
+        name: A registered name (see :func:`list_models`).
+        num_classes: Size of the classifier; ``None`` keeps the model's default
+            (10 for CIFAR designs, 1000 for ImageNet designs).
+        **kwargs: Family keywords, e.g. ``shortcut="A"`` or ``tau=0.1``; checked against the
+            builder's signature.
+
+    Returns:
+        The model, in training mode (as ``torch.nn`` modules are after construction).
+
+    Raises:
+        UnknownModelError: Unknown name.
+        InputError: A keyword the builder does not accept, or a value it rejects.
+    """
+    info = model_info(name)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    return info.builder(**info.resolve_kwargs(**kwargs))
+
+
+def meta_counts(name: str, resolved_kwargs: dict[str, Any]) -> tuple[int, int]:
+    """(parameters, layers) of a model built on the meta device: shapes only, no memory."""
+    return _meta_counts(name, tuple(sorted(resolved_kwargs.items())))
+
+
+@functools.cache
+def _meta_counts(name: str, kwargs: tuple[tuple[str, Any], ...]) -> tuple[int, int]:
+    with torch.device("meta"):
+        model = _REGISTRY[name].builder(**dict(kwargs))
+    return count_parameters(model), count_layers(model)

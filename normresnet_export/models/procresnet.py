@@ -1,0 +1,140 @@
+"""Procrustes ResNets and their pre-activation baselines (CIFAR).
+
+Paper: Zaeemzadeh, Rahnavard, Shah, "Norm-Preservation: Why Residual Networks Can Become
+Extremely Deep?" (TPAMI 2020, arXiv 1805.07477). Layout and state-dict keys follow
+zaeemzadeh/ProcResNet_PyTorch (``shared/spec/ARCHITECTURES.md`` §1).
+
+A ProcResNet keeps every skip an exact identity: its three stages of pre-activation
+bottlenecks have no shortcut convolutions, and all changes of width or resolution happen
+in three stand-alone convolutions on the stream (the stem ``conv1`` and the transitions
+``trans_conv1``/``trans_conv2``). During training those three are periodically projected
+onto norm-preserving operators (the Procrustes step, in ``trainers/``); :meth:`ProcResNet.
+regularized_convs` names them.
+
+The baseline (``procresnet_baseline*``) is the same repository's classic pre-activation
+ResNet with projection shortcuts, whose shortcut has its *own* BN + ReLU on the raw block
+input, and whose stem is normalised twice (stem BN + ReLU, then the first block's BN +
+ReLU) — reproduced as is, since trained checkpoints depend on it.
+
+Name depths: ProcResNet ``9n + 4`` (branch convs, stem, two transitions, linear);
+baseline ``9n + 2`` (shortcut convs not counted).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normresnet_export.models._layers import conv1x1, conv3x3, make_head
+from normresnet_export.models._registry import register_partial
+from normresnet_export.models.torch_resnet import PreActBottleneck, make_stages
+from normresnet_export.nn.pooling import GlobalAvgPool2d
+from normresnet_export.nn.shortcuts import IdentityShortcut
+
+_PLANES = (16, 32, 64)
+
+
+def _bottleneck(in_channels: int, planes: int, stride: int) -> PreActBottleneck:
+    """The repository's pre-activation bottleneck; a projection gets its own BN-ReLU on the raw input."""
+    out_channels = planes * PreActBottleneck.expansion
+    if stride != 1 or in_channels != out_channels:
+        shortcut: nn.Module = nn.Sequential(
+            nn.BatchNorm2d(in_channels), nn.ReLU(), conv1x1(in_channels, out_channels, stride)
+        )
+    else:
+        shortcut = IdentityShortcut(in_channels, out_channels)
+    return PreActBottleneck(in_channels, planes, stride, shortcut=shortcut, shortcut_on_activation=False)
+
+
+class ProcResNet(nn.Module):
+    """ProcResNet: identity skips only; width and resolution change in three stand-alone convs.
+
+    ``conv1`` (3→64) → ``layer1`` → ``trans_conv1`` (1×1/2, 64→128) → ``layer2`` →
+    ``trans_conv2`` (1×1/2, 128→256) → ``layer3`` → ``bn`` → ReLU → pool → ``linear``. No
+    BatchNorm follows the stem or the transitions: they write straight onto the stream.
+    """
+
+    def __init__(self, blocks_per_stage: int, *, num_classes: int) -> None:
+        super().__init__()
+        n = blocks_per_stage
+        self.conv1 = conv3x3(3, 64)
+        self.layer1 = make_stages(64, (n,), (16,), (1,), _bottleneck)[0][0]
+        self.trans_conv1 = conv1x1(64, 128, stride=2)
+        self.layer2 = make_stages(128, (n,), (32,), (1,), _bottleneck)[0][0]
+        self.trans_conv2 = conv1x1(128, 256, stride=2)
+        self.layer3 = make_stages(256, (n,), (64,), (1,), _bottleneck)[0][0]
+        self.bn = nn.BatchNorm2d(256)
+        self.avgpool = GlobalAvgPool2d()
+        self.linear = make_head(256, num_classes)
+
+    def regularized_convs(self) -> dict[str, nn.Conv2d]:
+        """The three convolutions the Procrustes step projects, by state-dict name."""
+        return {"conv1": self.conv1, "trans_conv1": self.trans_conv1, "trans_conv2": self.trans_conv2}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features before the classifier."""
+        x = self.layer1(self.conv1(x))
+        x = self.layer2(self.trans_conv1(x))
+        x = self.layer3(self.trans_conv2(x))
+        return self.avgpool(F.relu(self.bn(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.forward_features(x))
+
+
+class ProcResNetBaseline(nn.Module):
+    """Baseline pre-activation ResNet: ``conv1`` → ``bn1`` → ReLU → stages → ``bn2`` → ReLU → ``linear``."""
+
+    def __init__(self, blocks_per_stage: int, *, num_classes: int) -> None:
+        super().__init__()
+        n = blocks_per_stage
+        self.conv1 = conv3x3(3, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, out_channels = make_stages(16, (n, n, n), _PLANES, (1, 2, 2), _bottleneck)
+        self.layer1, self.layer2, self.layer3 = stages
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.avgpool = GlobalAvgPool2d()
+        self.linear = make_head(out_channels, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features before the classifier."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.avgpool(F.relu(self.bn2(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.forward_features(x))
+
+
+def _procresnet(blocks_per_stage: int, *, num_classes: int) -> ProcResNet:
+    """Build a ProcResNet with ``blocks_per_stage`` bottlenecks in each of its three stages."""
+    return ProcResNet(blocks_per_stage, num_classes=num_classes)
+
+
+def _baseline(blocks_per_stage: int, *, num_classes: int) -> ProcResNetBaseline:
+    """Build the baseline pre-activation ResNet with ``blocks_per_stage`` bottlenecks per stage."""
+    return ProcResNetBaseline(blocks_per_stage, num_classes=num_classes)
+
+
+# Weights are initialised with PyTorch's defaults: the reference defines an init helper but
+# never calls it (spec §1.5).
+for _n in (18, 30, 70, 111):
+    register_partial(
+        f"procresnet{9 * _n + 4}",
+        _procresnet,
+        _n,
+        family="procresnet",
+        dataset="cifar",
+        description=f"ProcResNet-{9 * _n + 4}, CIFAR, {_n} bottlenecks per stage, identity skips only",
+        num_classes=10,
+    )
+    register_partial(
+        f"procresnet_baseline{9 * _n + 2}",
+        _baseline,
+        _n,
+        family="procresnet",
+        dataset="cifar",
+        description=f"pre-activation ResNet-{9 * _n + 2} baseline of the ProcResNet paper, CIFAR",
+        num_classes=10,
+    )

@@ -1,0 +1,24 @@
+"""Reusable layers shared by the model families (one concept per file)."""
+
+from normresnet_export.nn.dirac import DiracConv1d, DiracConv2d, DiracConv3d, dirac_delta
+from normresnet_export.nn.pooling import GlobalAvgPool2d
+from normresnet_export.nn.scale import Scale
+from normresnet_export.nn.shortcuts import (
+    SHORTCUT_OPTIONS,
+    IdentityShortcut,
+    ProjectionShortcut,
+    make_shortcut,
+)
+
+__all__ = [
+    "SHORTCUT_OPTIONS",
+    "DiracConv1d",
+    "DiracConv2d",
+    "DiracConv3d",
+    "GlobalAvgPool2d",
+    "IdentityShortcut",
+    "ProjectionShortcut",
+    "Scale",
+    "dirac_delta",
+    "make_shortcut",
+]
