@@ -1,0 +1,449 @@
+"""The normexport checkpoint: one file with a model's weights and everything needed to use it.
+
+A checkpoint is ``torch.save`` of a dict that loads with ``torch.load(weights_only=True)``::
+
+    format: "normexport.checkpoint"    version: 1
+    arch: str                          model_kwargs: dict (complete: every builder keyword)
+    folded: bool                       state_dict: dict[str, Tensor]
+    preprocessing: dict | None         labels: list[str] | None
+    metrics: dict                      train_state: dict | None
+    versions: dict                     (normexport and torch that wrote it)
+
+A ``.safetensors`` file holds the same weights with the other fields as JSON in its
+header (``__metadata__["normexport"]``); it is the format for distributing weights and
+cannot hold ``train_state``.
+
+Safety: nothing here unpickles code. A file whose pickle asks for Python classes is
+refused with the list of classes it wanted (read without executing it), and a file
+from another tool is recognised and named, with the command that imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import struct
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from normresnet_export import __version__
+from normresnet_export._io import atomic_write
+from normresnet_export.errors import CheckpointError, InputError, UnknownModelError
+from normresnet_export.interop.recognise import recognise, recognise_state_dict, recognise_unsafe_globals
+from normresnet_export.models import create_model, model_info
+from normresnet_export.preprocess import Preprocessing
+
+FORMAT = "normexport.checkpoint"
+VERSION = 1
+SAFETENSORS_SUFFIX = ".safetensors"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model: The rebuilt model with its weights, in eval mode.
+        arch: Registered model name.
+        model_kwargs: Every builder keyword the model was built with.
+        folded: Whether the weights are those of the folded model.
+        preprocessing: How inputs were prepared in evaluation, or ``None`` if unknown.
+        labels: Class names, or ``None``.
+        metrics: Recorded metrics (e.g. ``top1``, ``epoch``).
+        train_state: Optimizer/scheduler/RNG state for resuming training, or ``None``.
+        versions: Versions of normexport and torch that wrote the file.
+        path: The file it was read from.
+    """
+
+    model: nn.Module
+    arch: str
+    model_kwargs: dict[str, Any]
+    folded: bool = False
+    preprocessing: Preprocessing | None = None
+    labels: list[str] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def num_classes(self) -> int:
+        """Size of the classifier (0 when the model returns features)."""
+        return int(self.model_kwargs["num_classes"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``)."""
+        return save_checkpoint(
+            path,
+            self.model,
+            arch=self.arch,
+            model_kwargs=self.model_kwargs,
+            preprocessing=self.preprocessing,
+            labels=self.labels,
+            metrics=self.metrics,
+            train_state=None if str(path).endswith(SAFETENSORS_SUFFIX) else self.train_state,
+        )
+
+
+# --------------------------------------------------------------------------------------------- save
+
+
+def _describe_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """Summarise how two ``{name: tensor-or-shape}`` maps differ: missing, unexpected, wrong shapes."""
+
+    def shape(v: Any) -> list[int]:
+        return list(v.shape) if hasattr(v, "shape") else list(v)
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    wrong = [
+        f"{k} {shape(given[k])} (expected {shape(expected[k])})"
+        for k in expected
+        if k in given and shape(given[k]) != shape(expected[k])
+    ]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = ", ".join(items[:3]) + (f", … ({len(items)} in all)" if len(items) > 3 else "")
+            parts.append(f"{label}: {shown}")
+    return "; ".join(parts)
+
+
+def _configuration(module: nn.Module) -> tuple[str, str]:
+    """A module's type and configuration (strides, paddings, tau, …), minus BatchNorm's momentum.
+
+    Momentum is a training setting that users change freely (BN calibration sets it to
+    None); it does not change what the saved model computes.
+    """
+    return type(module).__name__, re.sub(r"momentum=[^,]*, ", "", module.extra_repr())
+
+
+def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None:
+    """Refuse to save a model that ``arch`` + ``model_kwargs`` would not rebuild.
+
+    Compares, against a shape-only (meta device) build, the state-dict keys and shapes and
+    every module's type and configuration.
+    """
+    with torch.device("meta"):
+        reference = create_model(arch, **model_kwargs)
+    problem = _describe_mismatch(reference.state_dict(), model.state_dict())
+    if not problem:
+        ours = {name: _configuration(m) for name, m in model.named_modules()}
+        for name, module in reference.named_modules():
+            spec = _configuration(module)
+            if ours.get(name) != spec:
+                problem = f"module {name or '<root>'} is {ours.get(name)}, expected {spec}"
+                break
+    if problem:
+        raise InputError(
+            f"the model is not what arch {arch!r} with model_kwargs {model_kwargs} builds ({problem}); "
+            "pass the arch and model_kwargs the model was created with"
+        )
+
+
+def _check_metadata(
+    num_classes: int, labels: list[str] | None, metrics: Mapping[str, Any] | None
+) -> tuple[list[str] | None, dict[str, Any]]:
+    if labels is not None:
+        labels = list(labels)
+        if not all(isinstance(label, str) for label in labels):
+            raise InputError("labels must be a list of strings")
+        if num_classes and len(labels) != num_classes:
+            raise InputError(f"got {len(labels)} labels for a model with {num_classes} classes")
+    metrics = dict(metrics or {})
+    for key, value in metrics.items():
+        if not isinstance(key, str) or not isinstance(value, (bool, int, float, str)):
+            raise InputError(
+                f"metric {key!r} must map a string to a number or string, got {type(value).__name__}"
+            )
+    return labels, metrics
+
+
+def _shareable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """CPU copy of the state_dict in which no two entries share memory (safetensors refuses aliases)."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[key] = tensor.clone() if ident in seen else tensor
+        seen.add(ident)
+    return out
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    arch: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+    preprocessing: Preprocessing | None = None,
+    labels: list[str] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    train_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its metadata to ``path``, atomically.
+
+    A path ending in ``.safetensors`` writes the distribution format; anything else a
+    ``torch.save`` file. ``model_kwargs`` is completed with the builder's defaults before
+    it is stored, so the file rebuilds the same model even if a default changes later.
+
+    Args:
+        path: Destination file; parent directories are created.
+        model: A model built by :func:`normresnet_export.create_model` (any device, any mode).
+        arch: Its registered name.
+        model_kwargs: The keywords it was built with (defaults filled in).
+        preprocessing: Evaluation preprocessing; recorded so exports and ``predict`` reuse it.
+        labels: Class names, one per output.
+        metrics: Numbers or strings to record (``top1``, ``epoch``, …).
+        train_state: Optimizer/scheduler/RNG state (``torch.save`` format only).
+
+    Returns:
+        The path written.
+
+    Raises:
+        UnknownModelError: ``arch`` is not registered.
+        InputError: The model does not match ``arch``/``model_kwargs``, bad labels or metrics,
+            or ``train_state`` with a ``.safetensors`` path.
+    """
+    path = Path(path)
+    kwargs = model_info(arch).resolve_kwargs(**dict(model_kwargs or {}))
+    _check_model_matches(model, arch, kwargs)
+    labels, metrics_dict = _check_metadata(int(kwargs.get("num_classes", 0)), labels, metrics)
+    if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
+        raise InputError(f"preprocessing must be a Preprocessing, got {type(preprocessing).__name__}")
+    meta: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": arch,
+        "model_kwargs": kwargs,
+        "folded": False,
+        "preprocessing": preprocessing.to_dict() if preprocessing else None,
+        "labels": labels,
+        "metrics": metrics_dict,
+        "versions": {"normexport": str(__version__), "torch": str(torch.__version__)},
+    }
+    if path.suffix == SAFETENSORS_SUFFIX:
+        if train_state is not None:
+            raise InputError(
+                "a .safetensors file cannot hold train_state; save a .pt checkpoint to resume training"
+            )
+        from safetensors.torch import save as safetensors_bytes
+
+        blob = safetensors_bytes(
+            _shareable_state_dict(model), metadata={"format": FORMAT, "normexport": json.dumps(meta)}
+        )
+        with atomic_write(path) as handle:
+            handle.write(blob)
+        return path
+    payload = {
+        **meta,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "train_state": dict(train_state) if train_state is not None else None,
+    }
+    with atomic_write(path) as handle:
+        torch.save(payload, handle)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- load
+
+
+def _sniff(path: Path) -> str:
+    """Container type from the first bytes: ``zip``, ``safetensors``, ``pickle``, ``onnx`` or ``unknown``."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    size = path.stat().st_size
+    if head[:4] == b"PK\x03\x04":
+        return "zip"
+    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
+        return "safetensors"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if head[:1] == b"\x08" and path.suffix == ".onnx":
+        return "onnx"
+    return "unknown"
+
+
+def _zip_kind(path: Path) -> str | None:
+    """Tell exported archives (TorchScript, torch.export) apart from torch.save files."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return None
+    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
+        return "a TorchScript archive (an exported model, not a checkpoint; run it with torch.jit.load)"
+    if any(n.endswith(("serialized_exported_program.json", "archive_format")) for n in names):
+        return "a torch.export archive (.pt2, an exported model, not a checkpoint)"
+    return None
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """Classes a zip-format pickle would instantiate, read without executing it."""
+    try:
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:
+        return []
+
+
+def _not_a_checkpoint(path: Path, what: str, hint: str) -> CheckpointError:
+    return CheckpointError(f"{path} is not a normexport checkpoint: it looks like {what}; {hint}")
+
+
+def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Read a file into the checkpoint dict, refusing foreign, damaged and unsafe files."""
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path} is not a file")
+    kind = _sniff(path)
+    if kind == "safetensors":
+        return _read_safetensors(path, map_location)
+    if kind == "onnx":
+        raise _not_a_checkpoint(path, "an ONNX model (an exported file)", "run it with ONNX Runtime")
+    if kind == "unknown":
+        raise CheckpointError(f"{path} is not a PyTorch or safetensors file (damaged, or another format)")
+    if kind == "zip" and (exported := _zip_kind(path)):
+        raise _not_a_checkpoint(path, exported, "checkpoints are .pt files written by normexport")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = _unsafe_globals(path) if kind == "zip" else []
+        if unsafe:
+            seen = recognise_unsafe_globals(unsafe)
+            raise CheckpointError(
+                f"refused to load {path}: it is {seen.description}, and unpickling it would run code "
+                f"from the file; {seen.import_hint(str(path))}"
+            ) from None
+        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
+            raise CheckpointError(
+                f"refused to load {path}: it holds pickled Python objects, and unpickling them would run "
+                "code from the file; normexport loads only tensors and plain data"
+            ) from None
+        raise CheckpointError(
+            f"{path} is damaged or not a PyTorch file ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path} is damaged or truncated ({first})") from None
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        seen = recognise(obj)
+        raise _not_a_checkpoint(path, seen.description, seen.import_hint(str(path)))
+    return obj
+
+
+def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is a damaged safetensors file ({exc})") from None
+    if header.get("format") != FORMAT or "normexport" not in header:
+        seen = recognise_state_dict(tensors)
+        raise _not_a_checkpoint(
+            path, f"{seen.description} in safetensors format", seen.import_hint(str(path))
+        )
+    try:
+        meta = json.loads(header["normexport"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: the normexport metadata in the safetensors header is not JSON ({exc})"
+        ) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path}: the normexport metadata in the safetensors header is not a JSON object"
+        )
+    return {**meta, "state_dict": tensors, "train_state": None}
+
+
+def _field(payload: Mapping[str, Any], name: str, types: type | tuple[type, ...], path: Path) -> Any:
+    value = payload.get(name)
+    if not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        raise CheckpointError(f"{path}: field {name!r} must be {expected}, got {type(value).__name__}")
+    return value
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model.
+
+    Only tensors and plain data are unpickled (``weights_only=True``), so loading a file
+    cannot run code from it.
+
+    Args:
+        path: A ``.pt`` or ``.safetensors`` checkpoint.
+        map_location: Device for the tensors (default CPU, so files saved on ``cuda:N``
+            load on any machine).
+
+    Returns:
+        The checkpoint, with its model in eval mode.
+
+    Raises:
+        CheckpointError: Missing, damaged, unsafe or foreign file (the message says what it
+            looks like and how to import it), or fields that do not describe a model.
+    """
+    path = Path(path)
+    payload = _read_payload(path, map_location)
+    version = payload.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: field 'version' must be a positive integer, got {version!r}")
+    if version > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer normexport (format version {version}, this one reads up to "
+            f"{VERSION}); upgrade normresnet-export"
+        )
+    arch = _field(payload, "arch", str, path)
+    kwargs = _field(payload, "model_kwargs", dict, path)
+    state_dict = _field(payload, "state_dict", dict, path)
+    folded = _field(payload, "folded", bool, path)
+    if folded:
+        raise CheckpointError(
+            f"{path} holds a folded model, which this version of normexport cannot rebuild; "
+            "load the unfolded checkpoint it was made from"
+        )
+    try:
+        preprocessing = (
+            Preprocessing.from_dict(payload["preprocessing"]) if payload.get("preprocessing") else None
+        )
+        model = create_model(arch, **kwargs)
+    except UnknownModelError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    except InputError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = _describe_mismatch(model.state_dict(), state_dict) or str(exc).splitlines()[-1].strip()
+        raise CheckpointError(
+            f"{path}: the weights do not fit arch {arch!r} with {kwargs} ({detail})"
+        ) from None
+    labels = payload.get("labels")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+        raise CheckpointError(f"{path}: field 'labels' must be a list of strings or null")
+    return Checkpoint(
+        model=model.eval(),
+        arch=arch,
+        model_kwargs=kwargs,
+        folded=folded,
+        preprocessing=preprocessing,
+        labels=labels,
+        metrics=dict(payload.get("metrics") or {}),
+        train_state=payload.get("train_state"),
+        versions=dict(payload.get("versions") or {}),
+        path=path,
+    )

@@ -1,0 +1,1 @@
+"""Importers for checkpoints written by the original research code and by torchvision."""
