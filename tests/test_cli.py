@@ -1,0 +1,88 @@
+"""The `normexport` command line: output formats, filters, exit codes and help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import normresnet_export as nx
+from cli import app
+
+runner = CliRunner()
+
+
+def test_models_json_lists_every_model_of_every_family():
+    result = runner.invoke(app, ["models", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == nx.list_models()
+    assert {r["family"] for r in rows} == set(nx.FAMILIES)
+    resnet20 = next(r for r in rows if r["name"] == "resnet20")
+    assert resnet20["parameters"] == 272_474 and resnet20["input_size"] == [3, 32, 32]
+
+
+def test_models_table_never_truncates_names(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "40")
+    result = runner.invoke(app, ["models", "--family", "leno"])
+    assert result.exit_code == 0
+    assert "leno_baseline_preactresnet200" in result.stdout
+    assert "151,932,200" in result.stdout  # lenoresnet500
+    assert "…" not in result.stdout
+
+
+def test_models_filters():
+    result = runner.invoke(app, ["models", "preact_wide_*", "--json"])
+    assert {r["name"] for r in json.loads(result.stdout)} == set(nx.list_models("preact_wide_*"))
+    result = runner.invoke(app, ["models", "--dataset", "imagenet", "--family", "diracnet", "--json"])
+    assert [r["name"] for r in json.loads(result.stdout)] == ["diracnet18", "diracnet34"]
+    result = runner.invoke(app, ["models", "nothing_like_this*"])
+    assert result.exit_code == 0 and "no registered model matches" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["models", "--family", "vgg"], "error: unknown family 'vgg'; expected one of torch-resnet"),
+        (["models", "--dataset", "mnist"], "error: unknown dataset kind 'mnist'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]
+    assert result.stderr.startswith(message)
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [["--help"], ["models", "--help"]])
+def test_help_is_clean(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0
+    assert "Usage" in result.stdout and "Traceback" not in result.output
+
+
+def test_unknown_command_is_a_usage_error():
+    result = runner.invoke(app, ["modles"])
+    assert result.exit_code == 2
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith(f"normexport {nx.__version__} (torch ")
+
+
+def test_installed_console_script_runs():
+    script = Path(sys.executable).with_name("normexport")
+    done = subprocess.run(
+        [str(script), "models", "--family", "procresnet", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert [r["name"] for r in json.loads(done.stdout)][:2] == ["procresnet166", "procresnet274"]

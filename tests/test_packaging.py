@@ -1,0 +1,32 @@
+"""Import-time guarantees: no torchvision or GPU needed by the library, no torch for the CLI's help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env}
+    )
+
+
+def test_library_works_without_torchvision_and_without_a_gpu():
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"  # any `import torchvision` now raises ImportError
+        "import torch, normresnet_export as nx\n"
+        "assert not torch.cuda.is_available()\n"
+        "for name in ('resnet20', 'tau_resnet20_nobn', 'procresnet166', 'diracnet_cifar16_1'):\n"
+        "    nx.create_model(name).eval()(torch.randn(1, 3, 32, 32))\n"
+        "print('ok')\n"
+    )
+    done = _run(code, CUDA_VISIBLE_DEVICES="")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_cli_module_does_not_import_torch():
+    done = _run("import sys, cli; assert 'torch' not in sys.modules, 'cli imported torch'; print('ok')")
+    assert done.returncode == 0, done.stderr
