@@ -1,6 +1,7 @@
 """Reusable layers shared by the model families (one concept per file)."""
 
-from normresnet_export.nn.dirac import DiracConv1d, DiracConv2d, DiracConv3d, dirac_delta
+from normresnet_export.nn.affine import ChannelAffine
+from normresnet_export.nn.dirac import DiracConv1d, DiracConv2d, DiracConv3d, dirac_delta, dirac_weight
 from normresnet_export.nn.pooling import GlobalAvgPool2d
 from normresnet_export.nn.scale import Scale
 from normresnet_export.nn.shortcuts import (
@@ -12,6 +13,7 @@ from normresnet_export.nn.shortcuts import (
 
 __all__ = [
     "SHORTCUT_OPTIONS",
+    "ChannelAffine",
     "DiracConv1d",
     "DiracConv2d",
     "DiracConv3d",
@@ -20,5 +22,6 @@ __all__ = [
     "ProjectionShortcut",
     "Scale",
     "dirac_delta",
+    "dirac_weight",
     "make_shortcut",
 ]

@@ -48,6 +48,15 @@ def dirac_delta(
     return delta
 
 
+def dirac_weight(
+    weight: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, delta: torch.Tensor
+) -> torch.Tensor:
+    """``alpha * delta + beta * weight / ||weight||`` per output filter (norm over its inputs and taps)."""
+    per_channel = (-1,) + (1,) * (weight.dim() - 1)
+    normalized = F.normalize(weight.flatten(1), dim=1).view_as(weight)
+    return beta.view(per_channel) * normalized + alpha.view(per_channel) * delta
+
+
 def _accept_reference_delta(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     """Load-time hook: accept the ``delta`` entry of reference ``diracconv.py`` state_dicts if it is Dirac.
 
@@ -103,10 +112,7 @@ class _DiracConvMixin:
 
     def dirac_weight(self) -> torch.Tensor:
         """The effective weight ``alpha * Delta + beta * normalize(V)``."""
-        v = self.weight
-        per_channel = (-1,) + (1,) * (v.dim() - 1)
-        normalized = F.normalize(v.flatten(1), dim=1).view_as(v)
-        return self.beta.view(per_channel) * normalized + self.alpha.view(per_channel) * self.delta
+        return dirac_weight(self.weight, self.alpha, self.beta, self.delta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.dirac_weight(), self.bias)  # type: ignore[attr-defined]
