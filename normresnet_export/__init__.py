@@ -7,6 +7,7 @@ The public surface::
     nx.create_model(name, num_classes=None, **kw)  # build one
     nx.save_checkpoint(path, model, arch=..., model_kwargs=..., preprocessing=..., labels=...)
     nx.load_checkpoint(path)                       # -> Checkpoint(.model, .arch, .preprocessing, ...)
+    nx.fold_model(model)                           # -> FoldResult(.model, .report)
 
 Importing this package needs neither torchvision nor a GPU.
 """
@@ -46,6 +47,8 @@ __all__ = [
     "CheckFailedError",
     "Checkpoint",
     "CheckpointError",
+    "FoldReport",
+    "FoldResult",
     "InputError",
     "ModelInfo",
     "NormexportError",
@@ -55,6 +58,7 @@ __all__ = [
     "count_layers",
     "count_parameters",
     "create_model",
+    "fold_model",
     "list_models",
     "load_checkpoint",
     "model_info",

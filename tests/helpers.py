@@ -34,3 +34,25 @@ def randomise_batchnorm(module: nn.Module, *, seed: int = 0) -> nn.Module:
                 m.weight.copy_(torch.rand(m.weight.shape, generator=generator) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=generator) * 0.2)
     return module
+
+
+def randomise_for_folding(model: nn.Module, *, seed: int = 0) -> nn.Module:
+    """Make every folded quantity non-trivial: BatchNorm (see above), Dirac alpha/beta, tau and offsets.
+
+    Folding with default values proves little (BN with mean 0 / variance 1 is the identity;
+    the "outputs differ" reports about RepVGG came from exactly that blind spot).
+    """
+    randomise_batchnorm(model, seed=seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in ("alpha", "beta") or (leaf.startswith("bias") and parameter.numel() == 1):
+                parameter.copy_(
+                    torch.rand(parameter.shape, generator=generator) * 0.4 + 0.8
+                    if leaf == "alpha"
+                    else (torch.rand(parameter.shape, generator=generator) - 0.5) * 0.4
+                )
+            elif leaf == "tau":
+                parameter.fill_(0.37)
+    return model

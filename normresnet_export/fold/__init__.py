@@ -1,0 +1,28 @@
+"""The folding stage: BatchNorm, tau scales, scalar offsets and Dirac weights into plain convolutions.
+
+``fold_model`` is the entry point; ``functional`` holds the arithmetic, ``passes`` the graph
+rewrites, ``report`` what a fold did and how far it moved the logits.
+"""
+
+from normresnet_export.fold.api import (
+    DEEP_LAYERS,
+    FoldResult,
+    default_tolerance,
+    fold_checkpoint,
+    fold_model,
+    measure_deviation,
+)
+from normresnet_export.fold.report import Deviation, FoldReport, FoldTolerance, Unfolded
+
+__all__ = [
+    "DEEP_LAYERS",
+    "Deviation",
+    "FoldReport",
+    "FoldResult",
+    "FoldTolerance",
+    "Unfolded",
+    "default_tolerance",
+    "fold_checkpoint",
+    "fold_model",
+    "measure_deviation",
+]
