@@ -8,6 +8,10 @@ A checkpoint is ``torch.save`` of a dict that loads with ``torch.load(weights_on
     preprocessing: dict | None         labels: list[str] | None
     metrics: dict                      train_state: dict | None
     versions: dict                     (normexport and torch that wrote it)
+    fold_report: dict | None           (folded checkpoints: what was folded, measured deviations)
+
+A folded checkpoint holds the state_dict of the folded network. It is loaded by building
+``arch`` shape-only (meta device), folding that structure, and loading the weights into it.
 
 A ``.safetensors`` file holds the same weights with the other fields as JSON in its
 header (``__metadata__["normexport"]``); it is the format for distributing weights and
@@ -36,7 +40,7 @@ from torch import nn
 
 from normresnet_export import __version__
 from normresnet_export._io import atomic_write
-from normresnet_export.errors import CheckpointError, InputError, UnknownModelError
+from normresnet_export.errors import CheckpointError, InputError
 from normresnet_export.interop.recognise import recognise, recognise_state_dict, recognise_unsafe_globals
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
@@ -60,6 +64,8 @@ class Checkpoint:
         metrics: Recorded metrics (e.g. ``top1``, ``epoch``).
         train_state: Optimizer/scheduler/RNG state for resuming training, or ``None``.
         versions: Versions of normexport and torch that wrote the file.
+        fold_report: For a folded model, the fold report as a dict
+            (``normresnet_export.fold.FoldReport.from_dict`` rebuilds it).
         path: The file it was read from.
     """
 
@@ -72,12 +78,20 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, Any] | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    fold_report: dict[str, Any] | None = None
     path: Path | None = None
 
     @property
     def num_classes(self) -> int:
         """Size of the classifier (0 when the model returns features)."""
         return int(self.model_kwargs["num_classes"])
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """Model input (C, H, W): the recorded preprocessing's, else the architecture's design size."""
+        if self.preprocessing is not None:
+            return tuple(self.preprocessing.input_size)
+        return model_info(self.arch).input_size
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``)."""
@@ -90,6 +104,8 @@ class Checkpoint:
             labels=self.labels,
             metrics=self.metrics,
             train_state=None if str(path).endswith(SAFETENSORS_SUFFIX) else self.train_state,
+            folded=self.folded,
+            fold_report=self.fold_report,
         )
 
 
@@ -126,14 +142,24 @@ def _configuration(module: nn.Module) -> tuple[str, str]:
     return type(module).__name__, re.sub(r"momentum=[^,]*, ", "", module.extra_repr())
 
 
-def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, Any]) -> None:
-    """Refuse to save a model that ``arch`` + ``model_kwargs`` would not rebuild.
+def _build_shapes(arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> nn.Module:
+    """The model ``arch`` describes, folded if asked, built on the meta device (shapes only, no memory)."""
+    with torch.device("meta"):
+        model = create_model(arch, **model_kwargs).eval()
+    if folded:
+        from normresnet_export.fold.api import fold_model  # the fold room builds on this one
+
+        model = fold_model(model, check=False).model
+    return model
+
+
+def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> None:
+    """Refuse to save a model that ``arch`` + ``model_kwargs`` (+ folding) would not rebuild.
 
     Compares, against a shape-only (meta device) build, the state-dict keys and shapes and
     every module's type and configuration.
     """
-    with torch.device("meta"):
-        reference = create_model(arch, **model_kwargs)
+    reference = _build_shapes(arch, model_kwargs, folded=folded)
     problem = _describe_mismatch(reference.state_dict(), model.state_dict())
     if not problem:
         ours = {name: _configuration(m) for name, m in model.named_modules()}
@@ -143,9 +169,11 @@ def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, An
                 problem = f"module {name or '<root>'} is {ours.get(name)}, expected {spec}"
                 break
     if problem:
+        what = "the folded model" if folded else "the model"
         raise InputError(
-            f"the model is not what arch {arch!r} with model_kwargs {model_kwargs} builds ({problem}); "
+            f"{what} is not what arch {arch!r} with model_kwargs {model_kwargs} builds ({problem}); "
             "pass the arch and model_kwargs the model was created with"
+            + ("" if folded else ", and folded=True for a model returned by fold_model")
         )
 
 
@@ -189,6 +217,8 @@ def save_checkpoint(
     labels: list[str] | None = None,
     metrics: Mapping[str, Any] | None = None,
     train_state: Mapping[str, Any] | None = None,
+    folded: bool = False,
+    fold_report: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and its metadata to ``path``, atomically.
 
@@ -205,6 +235,8 @@ def save_checkpoint(
         labels: Class names, one per output.
         metrics: Numbers or strings to record (``top1``, ``epoch``, …).
         train_state: Optimizer/scheduler/RNG state (``torch.save`` format only).
+        folded: ``model`` is the result of ``fold_model`` on a model of ``arch``.
+        fold_report: The fold's report (``FoldReport.to_dict()``), stored with a folded model.
 
     Returns:
         The path written.
@@ -216,7 +248,9 @@ def save_checkpoint(
     """
     path = Path(path)
     kwargs = model_info(arch).resolve_kwargs(**dict(model_kwargs or {}))
-    _check_model_matches(model, arch, kwargs)
+    if fold_report is not None and not folded:
+        raise InputError("a fold_report belongs to a folded model; pass folded=True")
+    _check_model_matches(model, arch, kwargs, folded=folded)
     labels, metrics_dict = _check_metadata(int(kwargs.get("num_classes", 0)), labels, metrics)
     if preprocessing is not None and not isinstance(preprocessing, Preprocessing):
         raise InputError(f"preprocessing must be a Preprocessing, got {type(preprocessing).__name__}")
@@ -225,7 +259,8 @@ def save_checkpoint(
         "version": VERSION,
         "arch": arch,
         "model_kwargs": kwargs,
-        "folded": False,
+        "folded": folded,
+        "fold_report": dict(fold_report) if fold_report is not None else None,
         "preprocessing": preprocessing.to_dict() if preprocessing else None,
         "labels": labels,
         "metrics": metrics_dict,
@@ -411,26 +446,24 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     kwargs = _field(payload, "model_kwargs", dict, path)
     state_dict = _field(payload, "state_dict", dict, path)
     folded = _field(payload, "folded", bool, path)
-    if folded:
-        raise CheckpointError(
-            f"{path} holds a folded model, which this version of normexport cannot rebuild; "
-            "load the unfolded checkpoint it was made from"
-        )
     try:
         preprocessing = (
             Preprocessing.from_dict(payload["preprocessing"]) if payload.get("preprocessing") else None
         )
-        model = create_model(arch, **kwargs)
-    except UnknownModelError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
-    except InputError as exc:
+        if folded:
+            # The weights are loaded below: building the folded structure on meta skips a random init.
+            model = _build_shapes(arch, kwargs, folded=True).to_empty(device=map_location)
+        else:
+            model = create_model(arch, **kwargs)
+    except InputError as exc:  # unknown arch, bad keywords, bad preprocessing
         raise CheckpointError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         detail = _describe_mismatch(model.state_dict(), state_dict) or str(exc).splitlines()[-1].strip()
+        kind = "folded " if folded else ""
         raise CheckpointError(
-            f"{path}: the weights do not fit arch {arch!r} with {kwargs} ({detail})"
+            f"{path}: the weights do not fit {kind}arch {arch!r} with {kwargs} ({detail})"
         ) from None
     labels = payload.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
@@ -445,5 +478,6 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         metrics=dict(payload.get("metrics") or {}),
         train_state=payload.get("train_state"),
         versions=dict(payload.get("versions") or {}),
+        fold_report=payload.get("fold_report"),
         path=path,
     )

@@ -92,6 +92,7 @@ def test_pt_file_is_a_plain_weights_only_dict_with_the_documented_fields(tmp_pat
         "metrics",
         "train_state",
         "versions",
+        "fold_report",
     }
     assert raw["format"] == "normexport.checkpoint" and raw["version"] == 1
     assert raw["model_kwargs"] == {
@@ -345,7 +346,7 @@ def test_fields_that_do_not_describe_a_model_are_refused(tmp_path):
     )
     _expect_refusal(_rewrite(fresh(), labels="cat"), "field 'labels'")
     _expect_refusal(_rewrite(fresh(), preprocessing={"mean": [0.5]}), "invalid preprocessing: missing fields")
-    _expect_refusal(_rewrite(fresh(), folded=True), "folded model")
+    _expect_refusal(_rewrite(fresh(), folded=True), "weights do not fit folded arch 'resnet20'")
 
 
 # ----------------------------------------------------------------------------------------- preprocessing
