@@ -8,7 +8,8 @@ exit code 2 (bad input) or 1 (a check that failed); there are no tracebacks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -21,6 +22,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 
 
 def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -46,26 +49,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the versions and exit."
-    ),
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the versions and exit.")
+    ] = False,
 ) -> None:
     """Train, fold, export and serve very deep norm-preserving residual networks."""
 
 
 @app.command("models")
 def models_command(
-    pattern: str = typer.Argument(None, help="Shell-style name filter, e.g. 'preact_*'."),
-    family: str = typer.Option(
-        None,
-        "--family",
-        "-f",
-        help="Only this family: torch-resnet, tau-resnet, procresnet, leno or diracnet.",
-    ),
-    dataset: str = typer.Option(
-        None, "--dataset", help="Only 'cifar' (32×32) or 'imagenet' (224×224) designs."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON list instead of a table."),
+    pattern: Annotated[str | None, typer.Argument(help="Shell-style name filter, e.g. 'preact_*'.")] = None,
+    family: Annotated[
+        str | None,
+        typer.Option(
+            "--family", "-f", help="Only this family: torch-resnet, tau-resnet, procresnet, leno or diracnet."
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="Only 'cifar' (32×32) or 'imagenet' (224×224) designs.")
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List the registered models: family, dataset kind, input size, parameters and layers."""
     from normresnet_export._render import CATALOGUE_COLUMNS, print_json, print_table
@@ -78,3 +81,27 @@ def models_command(
         print_table(rows, CATALOGUE_COLUMNS)
     else:
         typer.echo("no registered model matches", err=True)
+
+
+@app.command("fold")
+def fold_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint (.pt or .safetensors).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the folded checkpoint.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Fold BatchNorm, tau and Dirac weights into plain convolutions, check the logits, write the result.
+
+    The check runs the folded and the unfolded model on the same random inputs of the
+    model's size, in float32 and float64. If the deviation exceeds the limits, nothing is
+    written and the exit code is 1.
+    """
+    from normresnet_export._render import print_fold_report, print_json
+    from normresnet_export.fold import fold_checkpoint
+
+    report = _run(fold_checkpoint, checkpoint, output)
+    if as_json:
+        print_json({**report.to_dict(), "output": str(output) if report.passed else None})
+    else:
+        print_fold_report(report, output=str(output))
+    if not report.passed:
+        raise typer.Exit(1)

@@ -55,3 +55,64 @@ CATALOGUE_COLUMNS = (
     Column("parameters", "params", justify="right", format=lambda n: f"{n:,}"),
     Column("layers", "layers", justify="right"),
 )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2e}"
+
+
+def print_fold_report(report: Any, *, output: str | None = None) -> None:
+    """Human summary of a :class:`~normresnet_export.fold.FoldReport`, ending with a one-line verdict."""
+    ops = sorted(set(report.ops_before) | set(report.ops_after))
+    rows = [
+        {"op": op, "before": report.ops_before.get(op, 0), "after": report.ops_after.get(op, 0)} for op in ops
+    ]
+    print_table(
+        rows,
+        (Column("op", "operation"), Column("before", "before", "right"), Column("after", "after", "right")),
+    )
+    console = Console(soft_wrap=True)
+    console.print(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,}")
+    for pattern, count in report.folded.items():
+        console.print(f"  folded   {count:5d} × {pattern}", highlight=False)
+    for group in report.unfolded_summary():
+        names = ", ".join(group["examples"]) + (", …" if group["count"] > len(group["examples"]) else "")
+        console.print(
+            f"  kept     {group['count']:5d} × {group['op']}: {group['reason']} ({names})", highlight=False
+        )
+    if report.checked:
+        size = "×".join(map(str, report.input_size))
+        rows = [
+            {
+                "precision": precision,
+                "max_abs": _number(d.max_abs),
+                "max_rel": _number(d.max_rel),
+                "limit": _number(report.limit(precision)),
+                "top1": f"{d.top1_agreement:.0%}",
+            }
+            for precision, d in report.deviations.items()
+        ]
+        print_table(
+            rows,
+            (
+                Column("precision", "precision"),
+                Column("max_abs", "max |Δ|", "right"),
+                Column("max_rel", "max rel", "right"),
+                Column("limit", "limit", "right"),
+                Column("top1", "top-1 agreement", "right"),
+            ),
+            title=f"folded vs. unfolded logits ({size})",
+        )
+        if report.float32_noise is not None:
+            console.print(
+                f"  the unfolded model's own float32 error against float64: {_number(report.float32_noise)}"
+            )
+    if not report.checked:
+        verdict = "folded (not checked)"
+    elif report.passed:
+        verdict = "PASS: the folded model agrees with the unfolded one within the limits"
+    else:
+        verdict = "FAIL: the folded model deviates beyond the limits; nothing was written"
+    if output and report.passed:
+        verdict += f"; wrote {output}"
+    console.print(verdict, highlight=False)
