@@ -30,6 +30,7 @@ from normresnet_export.errors import (
     NormexportError,
     UnknownModelError,
 )
+from normresnet_export.fold import FoldReport, FoldResult, fold_model
 from normresnet_export.models import (
     FAMILIES,
     ModelInfo,

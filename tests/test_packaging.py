@@ -30,3 +30,10 @@ def test_library_works_without_torchvision_and_without_a_gpu():
 def test_cli_module_does_not_import_torch():
     done = _run("import sys, cli; assert 'torch' not in sys.modules, 'cli imported torch'; print('ok')")
     assert done.returncode == 0, done.stderr
+
+
+def test_every_public_name_resolves():
+    import normresnet_export as nx
+
+    missing = [name for name in nx.__all__ if not hasattr(nx, name)]
+    assert not missing, f"normresnet_export.__all__ names what the package does not define: {missing}"
