@@ -41,7 +41,12 @@ from torch import nn
 from normresnet_export import __version__
 from normresnet_export._io import atomic_write
 from normresnet_export.errors import CheckpointError, InputError
-from normresnet_export.interop.recognise import recognise, recognise_state_dict, recognise_unsafe_globals
+from normresnet_export.interop.recognise import (
+    Recognised,
+    recognise,
+    recognise_state_dict,
+    recognise_unsafe_globals,
+)
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
@@ -112,8 +117,12 @@ class Checkpoint:
 # --------------------------------------------------------------------------------------------- save
 
 
-def _describe_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> str:
-    """Summarise how two ``{name: tensor-or-shape}`` maps differ: missing, unexpected, wrong shapes."""
+def describe_mismatch(expected: Mapping[str, Any], given: Mapping[str, Any]) -> str:
+    """Summarise how two ``{name: tensor-or-shape}`` maps differ: missing, unexpected, wrong shapes.
+
+    Lists the first few keys of each kind with shapes, so a mismatch message shows what was
+    expected and what was found.
+    """
 
     def shape(v: Any) -> list[int]:
         return list(v.shape) if hasattr(v, "shape") else list(v)
@@ -142,7 +151,7 @@ def _configuration(module: nn.Module) -> tuple[str, str]:
     return type(module).__name__, re.sub(r"momentum=[^,]*, ", "", module.extra_repr())
 
 
-def _build_shapes(arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> nn.Module:
+def model_shapes(arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> nn.Module:
     """The model ``arch`` describes, folded if asked, built on the meta device (shapes only, no memory)."""
     with torch.device("meta"):
         model = create_model(arch, **model_kwargs).eval()
@@ -159,8 +168,8 @@ def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, An
     Compares, against a shape-only (meta device) build, the state-dict keys and shapes and
     every module's type and configuration.
     """
-    reference = _build_shapes(arch, model_kwargs, folded=folded)
-    problem = _describe_mismatch(reference.state_dict(), model.state_dict())
+    reference = model_shapes(arch, model_kwargs, folded=folded)
+    problem = describe_mismatch(reference.state_dict(), model.state_dict())
     if not problem:
         ours = {name: _configuration(m) for name, m in model.named_modules()}
         for name, module in reference.named_modules():
@@ -292,7 +301,19 @@ def save_checkpoint(
 # --------------------------------------------------------------------------------------------- load
 
 
-def _sniff(path: Path) -> str:
+class PickledObjectsError(CheckpointError):
+    """A pickle that asks for Python classes or functions (refused: unpickling would run code).
+
+    Attributes:
+        recognised: What the classes it asks for suggest the file is (read without executing it).
+    """
+
+    def __init__(self, message: str, recognised: Recognised) -> None:
+        super().__init__(message)
+        self.recognised = recognised
+
+
+def sniff(path: Path) -> str:
     """Container type from the first bytes: ``zip``, ``safetensors``, ``pickle``, ``onnx`` or ``unknown``."""
     with path.open("rb") as handle:
         head = handle.read(16)
@@ -334,15 +355,41 @@ def _not_a_checkpoint(path: Path, what: str, hint: str) -> CheckpointError:
     return CheckpointError(f"{path} is not a normexport checkpoint: it looks like {what}; {hint}")
 
 
-def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    """Read a file into the checkpoint dict, refusing foreign, damaged and unsafe files."""
+def _load_safetensors(
+    path: Path, map_location: str | torch.device
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return load_file(str(path), device=str(map_location)), header
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is a damaged safetensors file ({exc})") from None
+
+
+def read_file(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> tuple[Any, dict[str, str] | None]:
+    """Read a checkpoint-like file without running code from it.
+
+    Returns:
+        The object ``torch.load`` (weights only) returns, and ``None``; or, for a
+        safetensors file, its tensors and its header metadata.
+
+    Raises:
+        PickledObjectsError: A pickle that asks for Python classes (named in the message).
+        CheckpointError: A missing, damaged, truncated or exported (ONNX, TorchScript) file.
+    """
+    path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if not path.is_file():
         raise CheckpointError(f"{path} is not a file")
-    kind = _sniff(path)
+    kind = sniff(path)
     if kind == "safetensors":
-        return _read_safetensors(path, map_location)
+        return _load_safetensors(path, map_location)
     if kind == "onnx":
         raise _not_a_checkpoint(path, "an ONNX model (an exported file)", "run it with ONNX Runtime")
     if kind == "unknown":
@@ -350,19 +397,21 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
     if kind == "zip" and (exported := _zip_kind(path)):
         raise _not_a_checkpoint(path, exported, "checkpoints are .pt files written by normexport")
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True), None
     except pickle.UnpicklingError as exc:
         unsafe = _unsafe_globals(path) if kind == "zip" else []
         if unsafe:
             seen = recognise_unsafe_globals(unsafe)
-            raise CheckpointError(
+            raise PickledObjectsError(
                 f"refused to load {path}: it is {seen.description}, and unpickling it would run code "
-                f"from the file; {seen.import_hint(str(path))}"
+                f"from the file; {seen.import_hint(str(path))}",
+                seen,
             ) from None
         if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
-            raise CheckpointError(
+            raise PickledObjectsError(
                 f"refused to load {path}: it holds pickled Python objects, and unpickling them would run "
-                "code from the file; normexport loads only tensors and plain data"
+                "code from the file; normexport loads only tensors and plain data",
+                recognise_unsafe_globals([]),
             ) from None
         raise CheckpointError(
             f"{path} is damaged or not a PyTorch file ({str(exc).splitlines()[0]})"
@@ -370,24 +419,22 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path} is damaged or truncated ({first})") from None
+
+
+def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """Read a file into the checkpoint dict, refusing foreign, damaged and unsafe files."""
+    obj, header = read_file(path, map_location=map_location)
+    if header is not None:
+        return _safetensors_payload(path, obj, header)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         seen = recognise(obj)
         raise _not_a_checkpoint(path, seen.description, seen.import_hint(str(path)))
     return obj
 
 
-def _read_safetensors(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        tensors = load_file(str(path), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is a damaged safetensors file ({exc})") from None
+def _safetensors_payload(
+    path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]
+) -> dict[str, Any]:
     if header.get("format") != FORMAT or "normexport" not in header:
         seen = recognise_state_dict(tensors)
         raise _not_a_checkpoint(
@@ -452,7 +499,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         )
         if folded:
             # The weights are loaded below: building the folded structure on meta skips a random init.
-            model = _build_shapes(arch, kwargs, folded=True).to_empty(device=map_location)
+            model = model_shapes(arch, kwargs, folded=True).to_empty(device=map_location)
         else:
             model = create_model(arch, **kwargs)
     except InputError as exc:  # unknown arch, bad keywords, bad preprocessing
@@ -460,7 +507,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
-        detail = _describe_mismatch(model.state_dict(), state_dict) or str(exc).splitlines()[-1].strip()
+        detail = describe_mismatch(model.state_dict(), state_dict) or str(exc).splitlines()[-1].strip()
         kind = "folded " if folded else ""
         raise CheckpointError(
             f"{path}: the weights do not fit {kind}arch {arch!r} with {kwargs} ({detail})"

@@ -106,3 +106,21 @@ class Preprocessing:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"invalid preprocessing: {exc}") from None
+
+
+def _cifar(mean: tuple[float, ...], std: tuple[float, ...]) -> Preprocessing:
+    return Preprocessing(input_size=(3, 32, 32), mean=mean, std=std, resize=32, crop=32)
+
+
+#: The evaluation transforms of the reference training scripts (``shared/spec/ARCHITECTURES.md``):
+#: ``cifar10``/``cifar100`` for tau-ResNet and torch-resnet, ``cifar-wrn`` (the wide-ResNet
+#: statistics in 0-255 units) for ProcResNet and DiracNets, ``imagenet`` for every ImageNet
+#: design (resize 256, centre crop 224).
+PRESETS: dict[str, Preprocessing] = {
+    "cifar10": _cifar((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100": _cifar((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "cifar-wrn": _cifar((125.3 / 255, 123.0 / 255, 113.9 / 255), (63.0 / 255, 62.1 / 255, 66.7 / 255)),
+    "imagenet": Preprocessing(
+        input_size=(3, 224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), resize=256, crop=224
+    ),
+}

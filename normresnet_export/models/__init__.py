@@ -20,6 +20,7 @@ from normresnet_export.models._registry import (
     create_model,
     list_models,
     model_info,
+    parse_model_args,
     register_model,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "parse_model_args",
     "register_model",
 ]

@@ -13,6 +13,7 @@ import difflib
 import fnmatch
 import functools
 import inspect
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,6 +170,27 @@ def register_partial(
     """
     builder = functools.partial(function, *args, **defaults)
     register_model(name, family=family, dataset=dataset, description=description)(builder)
+
+
+def parse_model_args(pairs: list[str] | None) -> dict[str, Any]:
+    """``["tau=0.3", "shortcut=A"]`` as ``{"tau": 0.3, "shortcut": "A"}`` (CLI ``--model-arg``).
+
+    Values that read as JSON (numbers, ``true``/``false``, ``null``) become those; anything
+    else stays a string.
+
+    Raises:
+        InputError: An item without ``=``.
+    """
+    parsed: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"--model-arg takes KEY=VALUE, got {pair!r}")
+        try:
+            parsed[key] = json.loads(text)
+        except json.JSONDecodeError:
+            parsed[key] = text
+    return parsed
 
 
 def _natural_key(name: str) -> list[Any]:
