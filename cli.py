@@ -8,6 +8,7 @@ exit code 2 (bad input) or 1 (a check that failed); there are no tracebacks.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -105,3 +106,83 @@ def fold_command(
         print_fold_report(report, output=str(output))
     if not report.passed:
         raise typer.Exit(1)
+
+
+@app.command("import")
+def import_command(
+    src: Annotated[
+        Path, typer.Argument(help="A checkpoint written by the original research code or torchvision.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the normexport checkpoint.")],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Who wrote it: procresnet, leno, tau-resnet, torch-resnet, diracnet, diracnet-folded or "
+            "torchvision. Recognised from the file when omitted.",
+        ),
+    ] = None,
+    arch: Annotated[
+        str | None, typer.Option("--arch", help="Model to load into; inferred when omitted.")
+    ] = None,
+    num_classes: Annotated[
+        int | None, typer.Option("--num-classes", help="Checked against the file's classifier.")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option("--model-arg", help="KEY=VALUE builder keyword, e.g. tau=0.136; repeatable."),
+    ] = None,
+    keep_half: Annotated[
+        bool, typer.Option("--keep-half", help="Keep float16 tensors in float16 (default: float32).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import a checkpoint of the original research code or torchvision as a normexport checkpoint."""
+    from normresnet_export import import_checkpoint
+    from normresnet_export._render import import_summary, print_import_summary, print_json
+    from normresnet_export.models import parse_model_args
+
+    kwargs = _run(parse_model_args, model_arg)
+    checkpoint = _run(
+        import_checkpoint,
+        src,
+        source=source,
+        arch=arch,
+        num_classes=num_classes,
+        keep_half=keep_half,
+        **kwargs,
+    )
+    _run(checkpoint.save, output)
+    summary = import_summary(checkpoint, str(output))
+    if as_json:
+        print_json(summary)
+    else:
+        print_import_summary(summary)
+
+
+class Layout(str, Enum):
+    """Weight layouts of other projects that ``export --layout`` writes."""
+
+    diracnet = "diracnet"
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the export.")],
+    layout: Annotated[
+        Layout,
+        typer.Option(
+            "--layout",
+            help="diracnet: a folded DiracNet-18/34 as the published folded state_dict "
+            "(diracnet18v2folded layout), loadable by the original DiracNet module.",
+        ),
+    ],
+) -> None:
+    """Write a checkpoint's weights in another project's layout."""
+    from normresnet_export import load_checkpoint
+    from normresnet_export.interop.diracnet import write_folded_layout
+
+    loaded = _run(load_checkpoint, checkpoint)
+    path = _run(write_folded_layout, loaded, output)
+    typer.echo(f"wrote {path} ({layout.value} layout, {len(loaded.model.state_dict())} tensors)")

@@ -8,6 +8,7 @@ The public surface::
     nx.save_checkpoint(path, model, arch=..., model_kwargs=..., preprocessing=..., labels=...)
     nx.load_checkpoint(path)                       # -> Checkpoint(.model, .arch, .preprocessing, ...)
     nx.fold_model(model)                           # -> FoldResult(.model, .report)
+    nx.import_checkpoint(path, source=None, arch=None)  # research-code / torchvision files -> Checkpoint
 
 Importing this package needs neither torchvision nor a GPU.
 """
@@ -31,6 +32,8 @@ from normresnet_export.errors import (
     UnknownModelError,
 )
 from normresnet_export.fold import FoldReport, FoldResult, fold_model
+from normresnet_export.interop.api import SOURCES as IMPORT_SOURCES
+from normresnet_export.interop.api import import_checkpoint
 from normresnet_export.models import (
     FAMILIES,
     ModelInfo,
@@ -45,6 +48,7 @@ from normresnet_export.preprocess import Preprocessing
 
 __all__ = [
     "FAMILIES",
+    "IMPORT_SOURCES",
     "CheckFailedError",
     "Checkpoint",
     "CheckpointError",
@@ -60,6 +64,7 @@ __all__ = [
     "count_parameters",
     "create_model",
     "fold_model",
+    "import_checkpoint",
     "list_models",
     "load_checkpoint",
     "model_info",

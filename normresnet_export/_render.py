@@ -116,3 +116,37 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
     if output and report.passed:
         verdict += f"; wrote {output}"
     console.print(verdict, highlight=False)
+
+
+def import_summary(checkpoint: Any, output: str) -> dict[str, Any]:
+    """What an import produced, as one JSON-able dict (``normexport import --json``)."""
+    return {
+        "source": checkpoint.metrics.get("imported_from"),
+        "arch": checkpoint.arch,
+        "model_kwargs": checkpoint.model_kwargs,
+        "folded": checkpoint.folded,
+        "tensors": len(checkpoint.model.state_dict()),
+        "parameters": sum(p.numel() for p in checkpoint.model.parameters()),
+        "metrics": checkpoint.metrics,
+        "preprocessing": checkpoint.preprocessing.to_dict() if checkpoint.preprocessing else None,
+        "output": output,
+    }
+
+
+def print_import_summary(summary: dict[str, Any]) -> None:
+    """One short human account of an import."""
+    console = Console(soft_wrap=True)
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in summary["model_kwargs"].items())
+    folded = " (folded)" if summary["folded"] else ""
+    console.print(
+        f"imported {summary['source']} checkpoint as {summary['arch']}{folded}({kwargs})", highlight=False
+    )
+    console.print(f"  {summary['tensors']} tensors, {summary['parameters']:,} parameters", highlight=False)
+    if summary["metrics"]:
+        recorded = ", ".join(f"{k}={v}" for k, v in summary["metrics"].items() if k != "imported_from")
+        console.print(f"  recorded: {recorded}", highlight=False)
+    if summary["preprocessing"] is None:
+        console.print(
+            "  preprocessing: unknown (not recorded by the source); set it before predicting", highlight=False
+        )
+    console.print(f"wrote {summary['output']}", highlight=False)

@@ -11,7 +11,6 @@ we do not ship) — which is what makes it an independent oracle; see ``expect/R
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +18,9 @@ import pytest
 import torch
 
 import normresnet_export as nx
+from normresnet_export.interop.diracnet import functional_to_ours
+from normresnet_export.interop.leno import preact_baseline_to_ours
+from normresnet_export.interop.torchvision import to_torch_resnet
 from tests.refweights import reference_input, reference_state_dict
 
 CASES = json.loads((Path(__file__).parent / "expect" / "reference_logits.json").read_text())
@@ -28,39 +30,11 @@ CASES = json.loads((Path(__file__).parent / "expect" / "reference_logits.json").
 RTOL = 1e-5
 
 
-def _leno_preact(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k.replace(".downsample.", ".shortcut."): v for k, v in sd.items()}
-
-
-def _torchvision(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in sd.items():
-        key = re.sub(r"^conv1\.", "init_layer.0.", key)
-        key = re.sub(r"^bn1\.", "init_layer.1.", key)
-        key = re.sub(r"^layer(\d)\.", lambda m: f"layers.{int(m.group(1)) - 1}.", key)
-        key = key.replace(".downsample.0.", ".shortcut.0.conv.").replace(".downsample.1.", ".shortcut.1.")
-        out[re.sub(r"^fc\.", "head.", key)] = value
-    return out
-
-
-def _dirac_functional(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in sd.items():
-        if key == "conv" or re.fullmatch(r"group\d+\.block\d+\.conv", key):
-            out[key + ".weight"] = value
-        elif key.endswith((".alpha", ".beta")):
-            block, leaf = key.rsplit(".", 1)
-            out[f"{block}.conv.{leaf}"] = value
-        else:
-            out[key] = value
-    return out
-
-
 MAPPINGS: dict[str, Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]] = {
     "identity": dict,
-    "leno_preact": _leno_preact,
-    "torchvision": _torchvision,
-    "dirac_functional": _dirac_functional,
+    "leno_preact": preact_baseline_to_ours,
+    "torchvision": to_torch_resnet,
+    "dirac_functional": functional_to_ours,
 }
 
 

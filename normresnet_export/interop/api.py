@@ -1,0 +1,148 @@
+"""``import_checkpoint``: bring a checkpoint of the original research code, or torchvision, into this project.
+
+Reading never runs code from the file: everything loads with ``weights_only=True`` except
+tau-ResNet's pickled models, which go through the restricted unpickler of
+:mod:`~normresnet_export.interop.safe_pickle`. The producer is recognised from the file's
+structure when ``source`` is not given. What the file determines (architecture, number of
+classes, shortcut option, tau, widths) is inferred, and an explicit value that contradicts
+it is an error naming both. Every source tensor must land somewhere and every target
+tensor must be filled with the right shape.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from normresnet_export.checkpoint import (
+    Checkpoint,
+    PickledObjectsError,
+    describe_mismatch,
+    model_shapes,
+    read_file,
+)
+from normresnet_export.errors import CheckpointError, InputError
+from normresnet_export.interop import diracnet, leno, procresnet, tau_resnet, torch_resnet, torchvision
+from normresnet_export.interop._common import Imported
+from normresnet_export.interop.recognise import Recognised, recognise, recognise_state_dict
+from normresnet_export.interop.safe_pickle import load_restricted
+from normresnet_export.models import create_model, model_info
+
+Reader = Callable[..., Imported]
+
+#: ``--from`` values and the readers behind them.
+SOURCES: dict[str, Reader] = {
+    "procresnet": procresnet.read,
+    "leno": leno.read,
+    "tau-resnet": tau_resnet.read,
+    "torch-resnet": torch_resnet.read,
+    "diracnet": diracnet.read_functional,
+    "diracnet-folded": diracnet.read_folded,
+    "torchvision": torchvision.read,
+}
+
+
+def _read(path: Path) -> tuple[Any, Recognised]:
+    """The file's content, read safely, and what produced it."""
+    try:
+        obj, header = read_file(path)
+    except PickledObjectsError as exc:
+        if "tau-resnet" not in exc.recognised.sources:
+            raise
+        obj = load_restricted(path)  # refuses anything outside the scripts' classes
+        return obj, exc.recognised
+    if header is not None:  # safetensors: a plain state_dict
+        return obj, recognise_state_dict(obj)
+    return obj, recognise(obj)
+
+
+def _source(source: str | None, seen: Recognised, path: Path) -> str:
+    if source is not None:
+        if source not in SOURCES:
+            raise InputError(f"unknown --from {source!r}; expected one of {', '.join(SOURCES)}")
+        if seen.sources and source not in seen.sources:
+            raise InputError(f"--from {source} does not fit {path}: it looks like {seen.description}")
+        return source
+    if len(seen.sources) == 1:
+        return seen.sources[0]
+    if not seen.sources:
+        raise InputError(
+            f"cannot tell which code wrote {path}: it looks like {seen.description}; pass --from"
+        )
+    raise InputError(
+        f"{path} could come from {', '.join(seen.sources)}: it looks like {seen.description}; "
+        "pass --from to say which"
+    )
+
+
+def _load_weights(model: torch.nn.Module, imported: Imported, path: Path, keep_half: bool) -> None:
+    """Load the imported tensors, after checking that source and target keys match one to one."""
+    expected = model.state_dict()
+    state = dict(imported.state_dict)
+    for key, tensor in expected.items():  # counters the source format does not keep start at zero
+        if key not in state and key.rsplit(".", 1)[-1] in imported.fillable:
+            state[key] = torch.zeros_like(tensor)
+    problem = describe_mismatch(expected, state)
+    if problem:
+        raise InputError(f"{path}: the tensors do not fit {imported.arch} ({problem})")
+    if not keep_half:
+        state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state.items()}
+    model.load_state_dict(state)
+    if keep_half and any(v.dtype == torch.float16 for v in imported.state_dict.values()):
+        model.half()
+
+
+def import_checkpoint(
+    src: str | os.PathLike[str],
+    *,
+    source: str | None = None,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    keep_half: bool = False,
+    **model_kwargs: Any,
+) -> Checkpoint:
+    """Read a checkpoint written by one of the five research codes or by torchvision.
+
+    Args:
+        src: The file.
+        source: Its producer (a key of :data:`SOURCES`); recognised from the file when omitted.
+        arch: The registered model to load into; inferred from the file when omitted.
+        num_classes: Checked against the file's classifier when given.
+        keep_half: Keep float16 tensors in float16 (default: convert to float32).
+        **model_kwargs: Other builder keywords (e.g. ``tau`` where the file does not record it).
+
+    Returns:
+        A checkpoint (not yet written anywhere: ``.save(path)`` writes it) whose model is
+        in eval mode, with the preprocessing of the script that trained it.
+
+    Raises:
+        CheckpointError: Missing, damaged, or unsafe file.
+        InputError: Unknown or ambiguous source, contradicting options, tensors that do not fit.
+    """
+    path = Path(src)
+    obj, seen = _read(path)
+    chosen = _source(source, seen, path)
+    explicit = {**model_kwargs, "num_classes": num_classes}
+    try:
+        imported = SOURCES[chosen](obj, path, arch=arch, model_kwargs=explicit)
+    except (KeyError, IndexError, AttributeError) as exc:  # a required tensor is missing from the file
+        raise CheckpointError(f"{path} is not a complete {chosen} checkpoint (missing {exc})") from None
+    extra = {k: v for k, v in model_kwargs.items() if k not in imported.model_kwargs}
+    kwargs = model_info(imported.arch).resolve_kwargs(**{**extra, **imported.model_kwargs})
+    if imported.folded:
+        model = model_shapes(imported.arch, kwargs, folded=True).to_empty(device="cpu")
+    else:
+        model = create_model(imported.arch, **kwargs)
+    _load_weights(model, imported, path, keep_half)
+    return Checkpoint(
+        model=model.eval(),
+        arch=imported.arch,
+        model_kwargs=kwargs,
+        folded=imported.folded,
+        preprocessing=imported.preprocessing,
+        metrics={**imported.metrics, "imported_from": chosen},
+    )
