@@ -160,29 +160,117 @@ def import_command(
         print_import_summary(summary)
 
 
+class Format(str, Enum):
+    """Deployment formats of ``export --format``."""
+
+    onnx = "onnx"
+    torchscript = "torchscript"
+    pt2 = "pt2"
+    triton = "triton"
+
+
 class Layout(str, Enum):
     """Weight layouts of other projects that ``export --layout`` writes."""
 
     diracnet = "diracnet"
 
 
+class Exporter(str, Enum):
+    """torch's ONNX exporters."""
+
+    auto = "auto"
+    dynamo = "dynamo"
+    torchscript = "torchscript"
+
+
 @app.command("export")
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the export.")],
-    layout: Annotated[
-        Layout,
-        typer.Option(
-            "--layout",
-            help="diracnet: a folded DiracNet-18/34 as the published folded state_dict "
-            "(diracnet18v2folded layout), loadable by the original DiracNet module.",
-        ),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The file to write (for triton: the model repository).")
     ],
+    format_: Annotated[
+        Format | None, typer.Option("--format", "-f", help="Deployment format (or use --layout).")
+    ] = None,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(
+            "--layout", help="diracnet: a folded DiracNet-18/34 as the published folded state_dict."
+        ),
+    ] = None,
+    no_fold: Annotated[
+        bool, typer.Option("--no-fold", help="Export the model as trained, unfolded.")
+    ] = False,
+    opset: Annotated[
+        int | None, typer.Option("--opset", help="ONNX opset (onnx, triton; default 18).")
+    ] = None,
+    static_batch: Annotated[
+        int | None, typer.Option("--static-batch", help="Pin the batch dimension (default: symbolic).")
+    ] = None,
+    input_size: Annotated[
+        tuple[int, int] | None, typer.Option("--input-size", help="H W to export at (default: the model's).")
+    ] = None,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="float16 weights and compute (float32 input/output), for GPUs.")
+    ] = False,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="Skip running the export against the model (not advised).")
+    ] = False,
+    exporter: Annotated[
+        Exporter | None, typer.Option("--exporter", help="ONNX exporter (default auto: see README).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Triton model name (default: the arch).")] = None,
+    max_batch_size: Annotated[
+        int | None, typer.Option("--max-batch-size", help="Triton dynamic batching limit (default 64).")
+    ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Write a checkpoint's weights in another project's layout."""
-    from normresnet_export import load_checkpoint
-    from normresnet_export.interop.diracnet import write_folded_layout
+    """Export a checkpoint to ONNX, TorchScript, torch.export (.pt2) or a Triton model repository.
 
-    loaded = _run(load_checkpoint, checkpoint)
-    path = _run(write_folded_layout, loaded, output)
-    typer.echo(f"wrote {path} ({layout.value} layout, {len(loaded.model.state_dict())} tensors)")
+    Folds first, runs the result against the model before writing (exit code 1 and no file
+    when they disagree), writes atomically, and carries the preprocessing and labels along.
+    """
+    from normresnet_export import load_checkpoint
+    from normresnet_export._render import print_json
+
+    if (format_ is None) == (layout is None):
+        _run(_usage, "give either --format or --layout")
+    if layout is not None:
+        from normresnet_export.interop.diracnet import write_folded_layout
+
+        loaded = _run(load_checkpoint, checkpoint)
+        path = _run(write_folded_layout, loaded, output)
+        typer.echo(f"wrote {path} ({layout.value} layout, {len(loaded.model.state_dict())} tensors)")
+        return
+    from normresnet_export.export import export
+
+    result = _run(
+        export,
+        format_.value,
+        checkpoint,
+        output,
+        fold=not no_fold,
+        input_size=input_size,
+        fp16=fp16,
+        check=not no_check,
+        opset=opset,
+        exporter=exporter.value if exporter else None,
+        static_batch=static_batch,
+        name=name,
+        max_batch_size=max_batch_size,
+    )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        verdict = result.check.verdict() if result.check else "not checked (--no-check)"
+        typer.echo(
+            f"wrote {result.path} ({format_.value}, {result.metadata.get('precision')}, "
+            f"{'folded' if result.metadata.get('folded') else 'unfolded'}) in {result.seconds:.1f} s"
+        )
+        typer.echo(verdict)
+
+
+def _usage(message: str) -> None:
+    from normresnet_export.errors import InputError
+
+    raise InputError(message)

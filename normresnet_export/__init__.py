@@ -8,6 +8,7 @@ The public surface::
     nx.save_checkpoint(path, model, arch=..., model_kwargs=..., preprocessing=..., labels=...)
     nx.load_checkpoint(path)                       # -> Checkpoint(.model, .arch, .preprocessing, ...)
     nx.fold_model(model)                           # -> FoldResult(.model, .report)
+    nx.export_onnx(checkpoint, "m.onnx")           # also export_torchscript / export_pt2 / export_triton
     nx.import_checkpoint(path, source=None, arch=None)  # research-code / torchvision files -> Checkpoint
 
 Importing this package needs neither torchvision nor a GPU.
@@ -31,6 +32,7 @@ from normresnet_export.errors import (
     NormexportError,
     UnknownModelError,
 )
+from normresnet_export.export import ExportResult, export_onnx, export_pt2, export_torchscript, export_triton
 from normresnet_export.fold import FoldReport, FoldResult, fold_model
 from normresnet_export.interop.api import SOURCES as IMPORT_SOURCES
 from normresnet_export.interop.api import import_checkpoint
@@ -52,6 +54,7 @@ __all__ = [
     "CheckFailedError",
     "Checkpoint",
     "CheckpointError",
+    "ExportResult",
     "FoldReport",
     "FoldResult",
     "InputError",
@@ -63,6 +66,10 @@ __all__ = [
     "count_layers",
     "count_parameters",
     "create_model",
+    "export_onnx",
+    "export_pt2",
+    "export_torchscript",
+    "export_triton",
     "fold_model",
     "import_checkpoint",
     "list_models",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +51,42 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+@contextlib.contextmanager
+def staging_directory(destination: str | os.PathLike[str]) -> Iterator[Path]:
+    """A fresh temporary directory inside ``destination`` (created if missing), removed afterwards.
+
+    Multi-file outputs (an ONNX graph with external data, a Triton model directory) are
+    written here, checked, and then moved into place with :func:`commit`, so a crash never
+    leaves a partial set of files at the destination.
+    """
+    destination = Path(destination)
+    try:
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create directory {destination}: {exc.strerror}") from None
+    staging = Path(tempfile.mkdtemp(dir=destination, prefix=".normexport-"))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def commit(staged: Path, target: Path) -> Path:
+    """Move a staged file or directory to ``target``: fsync, then rename (replacing a previous ``target``)."""
+    if staged.is_file():
+        with staged.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.chmod(staged, 0o666 & ~_current_umask())
+        os.replace(staged, target)
+        return target
+    os.chmod(staged, 0o777 & ~_current_umask())  # mkdtemp makes it private (0700)
+    if target.exists():  # a directory cannot be renamed over a non-empty one: move the old one aside first
+        aside = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, aside)
+        os.replace(staged, target)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(staged, target)
+    return target

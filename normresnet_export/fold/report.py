@@ -122,6 +122,18 @@ class FoldReport:
             for (op, reason), nodes in groups.items()
         ]
 
+    def summary(self) -> dict[str, Any]:
+        """The compact account exports carry in their metadata: patterns, kept groups, deviations, verdict."""
+        return {
+            "folded": dict(self.folded),
+            "kept": self.unfolded_summary(examples=1),
+            "parameters": [self.parameters_before, self.parameters_after],
+            "input_size": list(self.input_size) if self.input_size else None,
+            "deviations": {k: asdict(v) for k, v in self.deviations.items()},
+            "limits": {precision: self.limit(precision) for precision in self.deviations},
+            "passed": self.passed,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict of every field, plus ``checked`` and ``passed``."""
         data = asdict(self)
