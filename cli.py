@@ -270,6 +270,152 @@ def export_command(
         typer.echo(verdict)
 
 
+class Device(str, Enum):
+    """Where to run: ``auto`` takes a GPU only when it is really usable."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    tensorrt = "tensorrt"
+
+
+DeviceOption = Annotated[
+    Device, typer.Option("--device", help="auto (GPU only if usable), cpu, cuda, tensorrt (ONNX only).")
+]
+FallbackFlag = Annotated[
+    bool, typer.Option("--allow-cpu-fallback", help="Run on the CPU (and say so) when the GPU is not usable.")
+]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[str, typer.Argument(help=".onnx, TorchScript, .pt2, Triton model dir or checkpoint.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Image files, directories (recursive), or - for stdin.")
+    ],
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image.")] = 5,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per model call.")] = 32,
+    device: DeviceOption = Device.auto,
+    allow_cpu_fallback: FallbackFlag = False,
+    threads: ThreadsOption = None,
+    preprocessing: Annotated[
+        str | None,
+        typer.Option("--preprocessing", help="Override: a preset (cifar10, imagenet, …) or a JSON file."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Image decoding threads.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Classify images: the top-k labels and probabilities per image.
+
+    The model's own metadata gives the preprocessing. An image that cannot be decoded gets
+    an error line naming it; the others are still predicted, and the exit code is 1.
+    """
+    import sys
+
+    from normresnet_export._render import print_json, print_predictions, progress_bar
+    from normresnet_export.predict import collect_inputs, predict
+    from normresnet_export.preprocess import parse_preprocessing
+    from normresnet_export.runtime import open_model
+
+    override = _run(parse_preprocessing, preprocessing) if preprocessing else None
+    items = _run(collect_inputs, inputs, sys.stdin.buffer)
+    backend = _run(
+        open_model, model, device=device.value, allow_cpu_fallback=allow_cpu_fallback, threads=threads
+    )
+    with progress_bar(len(items), "predicting") as advance:
+        report = _run(
+            predict,
+            backend,
+            items,
+            top_k=top_k,
+            batch_size=batch_size,
+            preprocessing=override,
+            workers=workers,
+            progress=advance,
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_predictions(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check_command(
+    checkpoint: Annotated[Path, typer.Argument(help="The trained (unfolded) checkpoint: the reference.")],
+    exported: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Exported files made from it (.onnx, TorchScript, .pt2, Triton)."),
+    ] = None,
+    data: Annotated[
+        str, typer.Option("--data", help="random, digits, or folder:DIR (class per directory).")
+    ] = ("random"),
+    samples: Annotated[int, typer.Option("--samples", help="Inputs to compare.")] = 256,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Batch sizes to time, comma-separated.")
+    ] = ("1,32"),
+    device: DeviceOption = Device.auto,
+    allow_cpu_fallback: FallbackFlag = False,
+    threads: ThreadsOption = None,
+    no_latency: Annotated[
+        bool, typer.Option("--no-latency", help="Check agreement only; skip timing.")
+    ] = False,
+    exclude_copies: Annotated[
+        bool,
+        typer.Option("--exclude-copies", help="On a GPU, time with inputs/outputs already on the device."),
+    ] = False,
+    repeats: Annotated[int, typer.Option("--repeats", help="Interleaved timing blocks per backend.")] = 3,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG bar chart of throughput (needs matplotlib).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Gate a deployment: agreement, accuracy and latency of every artefact against the checkpoint.
+
+    Exit code 1 when any artefact's top-1 agreement is below 100% or its logit error is
+    above the float32 (or float16) limit.
+    """
+    from normresnet_export._render import print_check_report, print_json, progress_bar
+    from normresnet_export.check import check, parse_batch_sizes, plot_throughput
+
+    sizes = _run(parse_batch_sizes, batch_sizes)
+    with progress_bar(100, "checking", minimum=0) as advance:
+        state = {"done": 0}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            share = 30 if stage == "agreement" else 70
+            start = 0 if stage == "agreement" else 30
+            target = start + share * done // max(total, 1)
+            advance(target - state["done"])
+            state["done"] = target
+
+        report = _run(
+            check,
+            checkpoint,
+            exported or [],
+            data=data,
+            samples=samples,
+            batch_sizes=sizes,
+            device=device.value,
+            allow_cpu_fallback=allow_cpu_fallback,
+            threads=threads,
+            latency=not no_latency,
+            exclude_copies=exclude_copies,
+            repeats=repeats,
+            progress=progress,
+        )
+    if plot is not None and report.latency:
+        _run(plot_throughput, report, plot)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_check_report(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def _usage(message: str) -> None:
     from normresnet_export.errors import InputError
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,3 +151,117 @@ def print_import_summary(summary: dict[str, Any]) -> None:
             "  preprocessing: unknown (not recorded by the source); set it before predicting", highlight=False
         )
     console.print(f"wrote {summary['output']}", highlight=False)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, *, minimum: int = 8) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar on stderr for ``total`` steps; silent below ``minimum`` steps.
+
+    Yields ``advance(n)``. Nothing is drawn when stderr is not a terminal (rich's rule), so
+    logs and ``--json`` pipelines stay clean.
+    """
+    if total < minimum:
+        yield lambda _: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def print_predictions(report: Any) -> None:
+    """Per image: the top classes with their probabilities, or the reason it failed (on stderr)."""
+    backend = report.backend
+    console = Console(soft_wrap=True)
+    console.print(
+        f"{backend['label']}: {backend['runtime']} · {backend['provider']} · {backend['precision']}",
+        highlight=False,
+    )
+    rows = []
+    for prediction in report.predictions:
+        if prediction.error:
+            Console(stderr=True, soft_wrap=True).print(f"error: {prediction.error}", highlight=False)
+            continue
+        for rank, entry in enumerate(prediction.top):
+            rows.append(
+                {
+                    "image": prediction.name if rank == 0 else "",
+                    "rank": rank + 1,
+                    "label": entry["label"],
+                    "probability": entry["probability"],
+                }
+            )
+    if rows:
+        print_table(
+            rows,
+            (
+                Column("image", "image"),
+                Column("rank", "#", "right"),
+                Column("label", "label"),
+                Column("probability", "probability", "right", format=lambda p: f"{p:.4f}"),
+            ),
+        )
+
+
+def print_check_report(report: Any) -> None:
+    """Agreement and latency tables of :func:`normresnet_export.check.check`, then a one-line verdict."""
+    console = Console(soft_wrap=True)
+    reference = report.reference
+    console.print(
+        f"reference: {reference['label']} · {reference['runtime']} · {reference['provider']} · "
+        f"{reference['precision']}; data: {report.data}",
+        highlight=False,
+    )
+    labelled = report.reference_accuracy is not None
+    rows = [
+        {
+            "backend": a.label,
+            "provider": a.backend["provider"],
+            "precision": a.backend["precision"],
+            "max_abs": _number(a.deviation.max_abs),
+            "max_rel": _number(a.deviation.max_rel),
+            "limit": _number(a.limit),
+            "top1": f"{a.deviation.top1_agreement:.2%}",
+            "accuracy": "" if a.accuracy is None else f"{a.accuracy:.2%}",
+            "verdict": "ok" if a.passed else "FAIL",
+        }
+        for a in report.agreements
+    ]
+    columns = [
+        Column("backend", "backend"),
+        Column("provider", "device / provider"),
+        Column("precision", "precision"),
+        Column("max_abs", "max |Δ|", "right"),
+        Column("max_rel", "max rel", "right"),
+        Column("limit", "limit", "right"),
+        Column("top1", "top-1 agreement", "right"),
+    ]
+    if labelled:
+        columns.append(Column("accuracy", "accuracy", "right"))
+    columns.append(Column("verdict", ""))
+    title = f"against the unfolded checkpoint, {report.samples} samples"
+    if labelled:
+        title += f" (its accuracy: {report.reference_accuracy:.2%})"
+    print_table(rows, columns, title=title)
+    if report.latency:
+        print_table(
+            report.latency,
+            (
+                Column("label", "backend"),
+                Column("batch", "batch", "right"),
+                Column("p50_ms", "p50 ms", "right", format=lambda v: f"{v:.2f}"),
+                Column("p90_ms", "p90 ms", "right", format=lambda v: f"{v:.2f}"),
+                Column("p99_ms", "p99 ms", "right", format=lambda v: f"{v:.2f}"),
+                Column("images_per_s", "images/s", "right", format=lambda v: f"{v:,.0f}"),
+                Column("speedup", "speed-up", "right", format=lambda v: f"{v:.2f}×"),
+            ),
+            title="latency (interleaved blocks; speed-up over eager (unfolded) at the same batch)",
+        )
+    if report.passed:
+        console.print(
+            f"PASS: {len(report.agreements)} backends agree with the unfolded checkpoint", highlight=False
+        )
+    else:
+        console.print("FAIL: " + "; ".join(report.failures()), highlight=False)

@@ -98,6 +98,16 @@ class Checkpoint:
             return tuple(self.preprocessing.input_size)
         return model_info(self.arch).input_size
 
+    def describe(self) -> dict[str, Any]:
+        """What a deployed copy of this model carries: arch, kwargs, preprocessing, labels, folded."""
+        return {
+            "arch": self.arch,
+            "model_kwargs": self.model_kwargs,
+            "preprocessing": self.preprocessing.to_dict() if self.preprocessing is not None else None,
+            "labels": self.labels,
+            "folded": self.folded,
+        }
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``)."""
         return save_checkpoint(
@@ -329,18 +339,24 @@ def sniff(path: Path) -> str:
     return "unknown"
 
 
-def _zip_kind(path: Path) -> str | None:
-    """Tell exported archives (TorchScript, torch.export) apart from torch.save files."""
+def zip_kind(path: Path) -> str | None:
+    """``torchscript`` or ``pt2`` for exported archives; ``None`` for others (e.g. torch.save files)."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except zipfile.BadZipFile:
         return None
     if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        return "a TorchScript archive (an exported model, not a checkpoint; run it with torch.jit.load)"
+        return "torchscript"
     if any(n.endswith(("serialized_exported_program.json", "archive_format")) for n in names):
-        return "a torch.export archive (.pt2, an exported model, not a checkpoint)"
+        return "pt2"
     return None
+
+
+_EXPORTED = {
+    "torchscript": "a TorchScript archive (an exported model, not a checkpoint; run it with torch.jit.load)",
+    "pt2": "a torch.export archive (.pt2, an exported model, not a checkpoint)",
+}
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -394,8 +410,8 @@ def read_file(
         raise _not_a_checkpoint(path, "an ONNX model (an exported file)", "run it with ONNX Runtime")
     if kind == "unknown":
         raise CheckpointError(f"{path} is not a PyTorch or safetensors file (damaged, or another format)")
-    if kind == "zip" and (exported := _zip_kind(path)):
-        raise _not_a_checkpoint(path, exported, "checkpoints are .pt files written by normexport")
+    if kind == "zip" and (exported := zip_kind(path)):
+        raise _not_a_checkpoint(path, _EXPORTED[exported], "checkpoints are .pt files written by normexport")
     try:
         return torch.load(path, map_location=map_location, weights_only=True), None
     except pickle.UnpicklingError as exc:

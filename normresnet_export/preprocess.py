@@ -3,13 +3,29 @@
 A wrong mean/std, channel order or resize rule is the commonest cause of "wrong predictions
 after export" (LESSONS.md #11). So the preprocessing is recorded in every checkpoint and
 copied into every exported file, and nothing guesses it when it is missing.
+
+The second half turns image files into model input: decode with Pillow (EXIF orientation
+applied, any mode made RGB, decompression bombs refused before decoding), then the recorded
+resize, centre crop, channel order and normalisation. The arithmetic follows torchvision's
+``Resize(int)`` + ``CenterCrop`` on PIL images, so a model sees the same pixels it saw in
+evaluation, without torchvision installed.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
 
 from normresnet_export.errors import InputError
 
@@ -78,6 +94,28 @@ class Preprocessing:
         """Plain JSON-compatible dict (lists instead of tuples), as stored in checkpoints and exports."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
+    def apply(self, image: Image.Image) -> torch.Tensor:
+        """The model input ``[C, H, W]`` (float32) for an RGB image.
+
+        Resizes the shorter side to ``resize`` (the longer side in proportion, truncated, as
+        torchvision does), centre-crops ``crop``×``crop``, scales to [0, 1], orders the
+        channels and normalises.
+        """
+        width, height = image.size
+        short, long = (width, height) if width <= height else (height, width)
+        scaled_long = int(self.resize * long / short)
+        size = (self.resize, scaled_long) if width <= height else (scaled_long, self.resize)
+        if size != image.size:
+            image = image.resize(size, _RESAMPLE[self.interpolation])
+        left = round((size[0] - self.crop) / 2.0)
+        top = round((size[1] - self.crop) / 2.0)
+        image = image.crop((left, top, left + self.crop, top + self.crop))
+        pixels = np.asarray(image, dtype=np.float32) / 255.0
+        if self.channel_order == "BGR":
+            pixels = pixels[..., ::-1]
+        pixels = (pixels - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
     @classmethod
     def from_dict(cls, data: Any) -> Preprocessing:
         """Parse the dict written by :meth:`to_dict`.
@@ -124,3 +162,149 @@ PRESETS: dict[str, Preprocessing] = {
         input_size=(3, 224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), resize=256, crop=224
     ),
 }
+
+
+def parse_preprocessing(value: str) -> Preprocessing:
+    """A preset name (``cifar10``, ``imagenet``, …) or a JSON file holding a preprocessing dict."""
+    if value in PRESETS:
+        return PRESETS[value]
+    path = Path(value)
+    if not path.is_file():
+        raise InputError(
+            f"--preprocessing {value!r} is neither a preset ({', '.join(PRESETS)}) nor a JSON file"
+        )
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not JSON: {exc}") from None
+    return Preprocessing.from_dict(data)
+
+
+# --------------------------------------------------------------------------------------------- images
+
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+}
+#: File name endings of the images collected from a directory (compared lower-case).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
+#: Largest image accepted, in pixels (Pillow's own warning threshold, about 89 megapixels). A
+#: small file can declare a huge size and expand to gigabytes when decoded: a decompression bomb.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+
+
+class ImageDecodeError(InputError):
+    """An input that cannot be turned into an image; the message names it and says why."""
+
+
+def _open(data: bytes | str | os.PathLike[str], name: str) -> Image.Image:
+    """Open (header only), refusing empty files, non-images and decompression bombs before decoding."""
+    if isinstance(data, bytes):
+        if not data:
+            raise ImageDecodeError(f"{name}: empty input (0 bytes)")
+        source: Any = io.BytesIO(data)
+    else:
+        try:
+            if os.path.getsize(data) == 0:
+                raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+        except OSError as exc:
+            raise ImageDecodeError(f"{name}: cannot read it ({exc.strerror})") from None
+        source = data
+    try:
+        with warnings.catch_warnings():  # between 1× and 2× Pillow's limit it only warns; we refuse below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+    except Image.DecompressionBombError:
+        raise ImageDecodeError(f"{name}: the image declares more pixels than Pillow allows") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        what = "not an image Pillow can read" if "cannot identify" in str(exc) else str(exc)
+        raise ImageDecodeError(f"{name}: {what}") from None
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageDecodeError(
+            f"{name}: the image declares {width}×{height} = {width * height:,} pixels, more than the "
+            f"limit of {MAX_PIXELS:,} (a decompression bomb, or an image to downscale first)"
+        )
+    return image
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB; alpha is dropped as torchvision's image loader drops it."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        levels = np.asarray(image, dtype=np.float64) / 257.0  # 16-bit range to 8-bit
+        image = Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+    elif mode == "F":
+        values = np.asarray(image, dtype=np.float64)
+        scale = 255.0 if values.size and np.nanmax(values) <= 1.0 else 1.0  # [0, 1] floats or 0-255
+        image = Image.fromarray(np.clip(np.rint(np.nan_to_num(values) * scale), 0, 255).astype(np.uint8))
+    elif mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decode_image(data: bytes | str | os.PathLike[str], name: str | None = None) -> Image.Image:
+    """Decode an image file or its bytes to an RGB image, upright per its EXIF orientation.
+
+    Raises:
+        ImageDecodeError: Empty, truncated, not an image, or beyond :data:`MAX_PIXELS`; the
+            message starts with ``name`` (default: the path, or ``<bytes>``).
+    """
+    name = name or (str(data) if not isinstance(data, bytes) else "<bytes>")
+    image = _open(data, name)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _rgb(image)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason or "broken data stream" in reason:
+            reason = f"truncated or damaged file ({reason})"
+        raise ImageDecodeError(f"{name}: {reason}") from None
+
+
+def image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given, and directories expanded recursively to their image files (sorted).
+
+    Raises:
+        InputError: A path that does not exist, or a directory without images.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            images = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not images:
+                raise InputError(f"{path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            found.extend(images)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise InputError(f"{path} does not exist")
+    return found
+
+
+def load_images(
+    items: Sequence[tuple[str, bytes | str | os.PathLike[str]]],
+    preprocessing: Preprocessing,
+    *,
+    workers: int | None = None,
+) -> Iterator[tuple[str, torch.Tensor | ImageDecodeError]]:
+    """``(name, input tensor or the error)`` per item, in order, decoded by a thread pool.
+
+    Pillow releases the GIL while decoding and resizing, so threads overlap the work. A file
+    that fails yields its error instead of stopping the others.
+    """
+
+    def one(item: tuple[str, bytes | str | os.PathLike[str]]) -> tuple[str, torch.Tensor | ImageDecodeError]:
+        name, data = item
+        try:
+            return name, preprocessing.apply(decode_image(data, name))
+        except ImageDecodeError as exc:
+            return name, exc
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        yield from pool.map(one, items)

@@ -1,0 +1,89 @@
+"""The one interface every inference backend offers: ``run(batch) -> logits``, plus what it runs on.
+
+A backend is a loaded model (eager PyTorch, TorchScript, torch.export or ONNX Runtime) bound to
+a device. Reports print :meth:`Backend.describe` so that a number is never shown without the
+runtime, the *active* device or provider, and the precision that produced it (LESSONS.md #1).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from normresnet_export.errors import InputError
+from normresnet_export.preprocess import Preprocessing
+
+
+class DeviceError(InputError):
+    """The requested device cannot be used (no GPU, missing CUDA libraries, a CPU-only runtime)."""
+
+
+class Backend(ABC):
+    """A model ready to run, with the facts a report needs.
+
+    Attributes:
+        name: What runs the model: ``"eager"``, ``"torchscript"``, ``"torch.export"`` or ``"onnxruntime"``.
+        label: A short human name for tables, e.g. ``"onnxruntime (folded.onnx)"``.
+        device: The device it actually runs on: ``"cpu"`` or ``"cuda:0"``.
+        provider: The active execution provider or torch device description.
+        precision: ``"float32"`` or ``"float16"`` (the compute; input and output are float32).
+        metadata: What the model file carries: arch, preprocessing, labels, fold summary, …
+        fallback: Why the backend runs on CPU although a GPU was asked for (only with
+            ``allow_cpu_fallback``); ``None`` otherwise.
+    """
+
+    name: str
+    label: str
+    device: str
+    provider: str
+    precision: str
+    metadata: dict[str, Any]
+    fallback: str | None = None
+
+    @abstractmethod
+    def run(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits (float32, CPU) for a preprocessed float32 ``[N, C, H, W]`` batch."""
+
+    @abstractmethod
+    def bind(self, batch: torch.Tensor, *, include_copies: bool = True) -> Callable[[], None]:
+        """A zero-argument call that runs ``batch`` once and waits for the device to finish.
+
+        For timing. With ``include_copies=False`` the input already sits on the device and the
+        output stays there (ONNX Runtime I/O binding, a CUDA tensor for torch), so the timer
+        measures compute, not host-device copies. On CPU both are the same.
+        """
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """The preprocessing the model carries, or ``None`` when the file has none."""
+        data = self.metadata.get("preprocessing")
+        return Preprocessing.from_dict(data) if data else None
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Class names the model carries, or ``None``."""
+        return self.metadata.get("labels")
+
+    def runtime_version(self) -> str:
+        """The runtime and its version, e.g. ``"torch 2.15.0"``."""
+        return f"torch {torch.__version__}"
+
+    def describe(self) -> str:
+        """One line: runtime and version, active device/provider and precision (and any fallback)."""
+        text = f"{self.label}: {self.runtime_version()} · {self.provider} · {self.precision}"
+        return text + (f" · CPU fallback: {self.fallback}" if self.fallback else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible description for ``--json`` reports."""
+        return {
+            "backend": self.name,
+            "label": self.label,
+            "runtime": self.runtime_version(),
+            "device": self.device,
+            "provider": self.provider,
+            "precision": self.precision,
+            "fallback": self.fallback,
+        }

@@ -1,0 +1,140 @@
+"""Open any model file normexport knows as a :class:`~normresnet_export.runtime.base.Backend`.
+
+``MODEL`` may be an ONNX file, a Triton model directory (its newest version's ``model.onnx``),
+a TorchScript or ``.pt2`` export, or a normexport checkpoint (folded or not). The kind is told
+from the file's content, not its name.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+from normresnet_export.checkpoint import Checkpoint, load_checkpoint, sniff, zip_kind
+from normresnet_export.errors import InputError
+from normresnet_export.runtime.base import Backend
+from normresnet_export.runtime.devices import check_device_name, torch_device
+from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
+from normresnet_export.runtime.torch_backend import TorchBackend
+
+
+def triton_model_file(directory: Path) -> Path:
+    """The ``model.onnx`` of a Triton model directory's newest version (or of a one-model repository)."""
+    if not (directory / "config.pbtxt").is_file():
+        models = [d for d in directory.iterdir() if (d / "config.pbtxt").is_file()]
+        if len(models) != 1:
+            raise InputError(
+                f"{directory} is a directory but not a Triton model directory (no config.pbtxt); "
+                "give a model file, a Triton model directory or a repository holding one model"
+            )
+        directory = models[0]
+    versions = sorted((int(d.name), d) for d in directory.iterdir() if d.name.isdigit() and d.is_dir())
+    for _, version in reversed(versions):
+        if (version / "model.onnx").is_file():
+            return version / "model.onnx"
+    raise InputError(f"the Triton model directory {directory} has no <version>/model.onnx")
+
+
+def model_kind(path: Path) -> str:
+    """``onnx``, ``torchscript``, ``pt2``, ``triton`` or ``checkpoint``, from the file's content."""
+    if not path.exists():
+        raise InputError(f"{path} does not exist; give an .onnx, TorchScript, .pt2 or checkpoint file")
+    if path.is_dir():
+        return "triton"
+    container = sniff(path)
+    if container == "onnx" or (path.suffix == ".onnx" and container == "unknown"):
+        return "onnx"
+    if container == "zip":
+        kind = zip_kind(path)
+        if kind is not None:
+            return kind
+    return "checkpoint"
+
+
+def open_model(
+    model: str | os.PathLike[str] | Checkpoint,
+    *,
+    device: str = "auto",
+    allow_cpu_fallback: bool = False,
+    threads: int | None = None,
+    fold: bool = False,
+    fp16: bool = False,
+    label: str | None = None,
+) -> Backend:
+    """Load ``model`` on ``device`` behind the :class:`Backend` interface.
+
+    Args:
+        model: A model file (see the module docstring) or a loaded checkpoint.
+        device: ``auto`` (a GPU only when it is really usable), ``cpu``, ``cuda`` or
+            ``tensorrt`` (ONNX models only).
+        allow_cpu_fallback: Run on the CPU, and report it, when the GPU asked for is not usable.
+        threads: CPU threads (ONNX Runtime's intra-op threads; ``torch.set_num_threads`` for torch).
+        fold: Checkpoints only: fold the model first (the "folded eager" backend).
+        fp16: Checkpoints only: compute in float16 behind float32 input and output.
+        label: Short human name for reports (default: the kind and the file name).
+
+    Raises:
+        InputError: A file that is none of the kinds above, or options that do not apply to it.
+        DeviceError: The device asked for cannot be used, with the reason.
+    """
+    check_device_name(device)
+    if threads is not None and threads < 1:
+        raise InputError(f"threads must be at least 1, got {threads}")
+    kind = "checkpoint" if isinstance(model, Checkpoint) else model_kind(Path(model))
+    if kind != "checkpoint" and (fold or fp16):
+        raise InputError(f"fold and fp16 apply to checkpoints; {model} is already an exported {kind} model")
+    if kind in ("onnx", "triton"):
+        from normresnet_export.export.onnx import read_metadata
+
+        path = Path(model) if kind == "onnx" else triton_model_file(Path(model))  # type: ignore[arg-type]
+        if label is None and kind == "triton":
+            label = f"onnxruntime (triton {path.parent.parent.name})"
+        return OnnxRuntimeBackend(
+            path,
+            metadata=read_metadata(path),
+            label=label,
+            device=device,
+            allow_cpu_fallback=allow_cpu_fallback,
+            threads=threads,
+        )
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    target, fallback = torch_device(device, allow_cpu_fallback=allow_cpu_fallback)
+    if kind == "torchscript":
+        from normresnet_export.export.torchscript import load_torchscript
+
+        module, metadata = load_torchscript(model, map_location=target)  # type: ignore[arg-type]
+        name = "torchscript"
+    elif kind == "pt2":
+        from normresnet_export.export.pt2 import load_pt2
+
+        module, metadata = load_pt2(model, device=target)  # type: ignore[arg-type]
+        name = "torch.export"
+    else:
+        checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
+        module, metadata, name = _eager(checkpoint, fold=fold, fp16=fp16)
+        if target.type != "cpu":  # a copy: the checkpoint's own model stays the CPU reference
+            module = copy.deepcopy(module).to(target)
+    if label is None:
+        where = model.path.name if isinstance(model, Checkpoint) and model.path else Path(str(model)).name
+        label = f"{name} ({where})"
+    return TorchBackend(module, name=name, label=label, metadata=metadata, device=target, fallback=fallback)
+
+
+def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[object, dict, str]:
+    """(module, metadata, backend name) for a checkpoint, folded and/or in float16 as asked."""
+    from normresnet_export.export.source import Float16Model
+
+    module = checkpoint.model.eval()
+    metadata = {**checkpoint.describe(), "precision": "float16" if fp16 else "float32"}
+    if fold and not checkpoint.folded:
+        from normresnet_export.fold import fold_model
+
+        result = fold_model(module, input_size=checkpoint.input_size)
+        module, metadata["folded"] = result.model, True
+    if fp16:
+        module = Float16Model(copy.deepcopy(module)).eval()
+    return module, metadata, "eager"
