@@ -15,8 +15,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The quickstart on the embedded default (scikit-learn's real handwritten digits, no download):
+# train -> fold -> export -> check against the checkpoint -> predict image files.
+DEMO := runs/demo
 demo: $(STAMP)
-	$(BIN)/normexport models
+	rm -rf $(DEMO)
+	$(BIN)/normexport train resnet20 --dataset digits --epochs 4 --batch-size 32 --lr 0.05 --out $(DEMO)
+	$(BIN)/normexport fold $(DEMO)/best.pt -o $(DEMO)/folded.pt
+	$(BIN)/normexport export $(DEMO)/best.pt --format onnx -o $(DEMO)/resnet20.onnx
+	$(BIN)/normexport check $(DEMO)/best.pt $(DEMO)/resnet20.onnx --data digits --samples 300 --batch-sizes 1,32
+	$(BIN)/python -c "from trainers.datasets import write_digit_images; write_digit_images('$(DEMO)/images', 6)"
+	$(BIN)/normexport predict $(DEMO)/resnet20.onnx $(DEMO)/images --top-k 3
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -84,6 +84,110 @@ def models_command(
         typer.echo("no registered model matches", err=True)
 
 
+@app.command("train")
+def train_command(
+    arch: Annotated[str, typer.Argument(help="Model to train (`normexport models` lists them).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, imagenet or folder.")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Where the data lives (CIFAR default ./data).")
+    ] = None,
+    download: Annotated[
+        bool, typer.Option("--download", help="Fetch CIFAR-10/100 into --data-dir if missing.")
+    ] = False,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the recipe's).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Global batch over all processes (recipe's).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Initial learning rate (recipe's).")] = None,
+    weight_decay: Annotated[
+        float | None, typer.Option("--weight-decay", help="Weight decay (recipe's).")
+    ] = None,
+    recipe: Annotated[
+        str | None, typer.Option("--recipe", help="Recipe name (default: the model family's).")
+    ] = None,
+    tau: Annotated[
+        float | None, typer.Option("--tau", help="tau-ResNet residual scale (default: the paper's rule).")
+    ] = None,
+    regul_freq: Annotated[
+        float | None, typer.Option("--regul-freq", help="ProcResNet projection probability per step.")
+    ] = None,
+    procrustes: Annotated[
+        str | None,
+        typer.Option("--procrustes", help="ProcResNet projection: exact (default) or reference."),
+    ] = None,
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (recipe's default).")
+    ] = None,
+    channels_last: Annotated[
+        bool | None, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader processes.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Run seed (recipe's).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/ARCH-DATASET-TIME).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    num_classes: Annotated[
+        int | None, typer.Option("--num-classes", help="Checked against the data set's classes.")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option("--model-arg", help="KEY=VALUE builder keyword, e.g. shortcut=A; repeatable."),
+    ] = None,
+    limit_train: Annotated[
+        int | None, typer.Option("--limit-train", help="Train on the first N images (smoke runs).")
+    ] = None,
+    limit_test: Annotated[
+        int | None, typer.Option("--limit-test", help="Evaluate on the first N test images.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train a model with its paper's recipe; resumable, DDP under torchrun.
+
+    Writes config.json, last.pt, best.pt, metrics.jsonl and curves.png into the run
+    directory. Ctrl-C saves a resumable checkpoint and exits with code 130.
+    """
+    from normresnet_export._render import print_json
+    from normresnet_export.models import parse_model_args
+    from trainers import TrainConfig, train
+
+    config = _run(
+        TrainConfig,
+        arch=arch,
+        dataset=dataset,
+        data_dir=data_dir,
+        download=download,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        recipe=recipe,
+        tau=tau,
+        regul_freq=regul_freq,
+        procrustes=procrustes,
+        amp=amp,
+        channels_last=channels_last,
+        device=device,
+        workers=workers,
+        seed=seed,
+        out=out,
+        resume=resume,
+        num_classes=num_classes,
+        model_kwargs=_run(parse_model_args, model_arg),
+        limit_train=limit_train,
+        limit_test=limit_test,
+    )
+    result = _run(train, config)
+    if result.rank == 0:  # under torchrun every process returns the result; one prints it
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            typer.echo(result.summary())
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
 @app.command("fold")
 def fold_command(
     checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint (.pt or .safetensors).")],

@@ -8,8 +8,8 @@ A ProcResNet keeps every skip an exact identity: its three stages of pre-activat
 bottlenecks have no shortcut convolutions, and all changes of width or resolution happen
 in three stand-alone convolutions on the stream (the stem ``conv1`` and the transitions
 ``trans_conv1``/``trans_conv2``). During training those three are periodically projected
-onto norm-preserving operators (the Procrustes step, in ``trainers/``); :meth:`ProcResNet.
-regularized_convs` names them.
+onto norm-preserving operators (the Procrustes step): :meth:`ProcResNet.regularized_convs` names
+them and :meth:`ProcResNet.regularize_convs` projects them (maths in ``nn/procrustes.py``).
 
 The baseline (``procresnet_baseline*``) is the same repository's classic pre-activation
 ResNet with projection shortcuts, whose shortcut has its *own* BN + ReLU on the raw block
@@ -22,14 +22,18 @@ baseline ``9n + 2`` (shortcut convs not counted).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from normresnet_export.errors import InputError
 from normresnet_export.models._layers import conv1x1, conv3x3, make_head
 from normresnet_export.models._registry import register_partial
 from normresnet_export.models.torch_resnet import PreActBottleneck, make_stages
 from normresnet_export.nn.pooling import GlobalAvgPool2d
+from normresnet_export.nn.procrustes import ProjectionMode, project_conv
 from normresnet_export.nn.shortcuts import IdentityShortcut
 
 _PLANES = (16, 32, 64)
@@ -68,9 +72,48 @@ class ProcResNet(nn.Module):
         self.avgpool = GlobalAvgPool2d()
         self.linear = make_head(256, num_classes)
 
+    #: FFT grid of each projected conv, as the reference hard-codes them (spec §1.7): the stem's
+    #: input size and the transitions' *output* sizes (immaterial for 1×1 kernels).
+    PROCRUSTES_GRIDS: ClassVar[dict[str, tuple[int, int]]] = {
+        "conv1": (32, 32),
+        "trans_conv1": (16, 16),
+        "trans_conv2": (8, 8),
+    }
+
     def regularized_convs(self) -> dict[str, nn.Conv2d]:
         """The three convolutions the Procrustes step projects, by state-dict name."""
         return {"conv1": self.conv1, "trans_conv1": self.trans_conv1, "trans_conv2": self.trans_conv2}
+
+    @torch.no_grad()
+    def regularize_convs(
+        self, p: float = 1.0, mode: ProjectionMode = "exact", generator: torch.Generator | None = None
+    ) -> bool:
+        """With probability ``p``, project the three regularised convs to be norm-preserving.
+
+        Every singular value of each conv's operator is set to ``sqrt(n_out/n_in)``
+        (``normresnet_export.nn.procrustes``). As in the reference, one uniform number ``u``
+        is drawn on every call and the projection happens when ``u <= p``, always for all
+        three layers together; unlike the reference, ``u`` comes from ``generator`` (or
+        torch's default generator), never from NumPy's unseeded global state, so a run is
+        reproducible. Momentum buffers are left alone, as in the reference.
+
+        Args:
+            p: Probability of projecting (the reference's ``regul_freq``), in [0, 1].
+            mode: ``"exact"`` (per-frequency SVD, then crop) or ``"reference"`` (the original
+                algorithm, sign quirk included, to reproduce published numbers).
+            generator: Source of ``u``; a CPU ``torch.Generator``.
+
+        Returns:
+            Whether the weights were projected.
+        """
+        if not 0.0 <= p <= 1.0:
+            raise InputError(f"the projection probability p must be in [0, 1], got {p}")
+        u = float(torch.rand((), generator=generator))
+        if u > p:
+            return False
+        for name, conv in self.regularized_convs().items():
+            conv.weight.copy_(project_conv(conv.weight, self.PROCRUSTES_GRIDS[name], mode=mode))
+        return True
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features before the classifier."""

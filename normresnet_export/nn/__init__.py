@@ -3,6 +3,12 @@
 from normresnet_export.nn.affine import ChannelAffine
 from normresnet_export.nn.dirac import DiracConv1d, DiracConv2d, DiracConv3d, dirac_delta, dirac_weight
 from normresnet_export.nn.pooling import GlobalAvgPool2d
+from normresnet_export.nn.procrustes import (
+    PROJECTION_MODES,
+    operator_singular_values,
+    project_conv,
+    projection_deviation,
+)
 from normresnet_export.nn.scale import Scale
 from normresnet_export.nn.shortcuts import (
     SHORTCUT_OPTIONS,
@@ -12,6 +18,7 @@ from normresnet_export.nn.shortcuts import (
 )
 
 __all__ = [
+    "PROJECTION_MODES",
     "SHORTCUT_OPTIONS",
     "ChannelAffine",
     "DiracConv1d",
@@ -24,4 +31,7 @@ __all__ = [
     "dirac_delta",
     "dirac_weight",
     "make_shortcut",
+    "operator_singular_values",
+    "project_conv",
+    "projection_deviation",
 ]

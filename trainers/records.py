@@ -1,0 +1,71 @@
+"""The run's human- and machine-readable record: ``metrics.jsonl`` and ``curves.png``.
+
+Both are rewritten, atomically, from the metric history held in ``last.pt`` after every
+epoch; so after a crash and ``--resume`` they show exactly the epochs the resumed run
+continues from, never a line from an epoch that was lost.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from normresnet_export._io import atomic_write
+
+METRICS_FILE = "metrics.jsonl"
+CURVES_FILE = "curves.png"
+PLOT_HINT = "install matplotlib (`pip install 'normresnet-export[plot]'`) to get curves.png"
+
+
+def write_metrics(run_dir: Path, history: Sequence[dict[str, Any]]) -> Path:
+    """``metrics.jsonl``: one JSON object per completed epoch."""
+    path = run_dir / METRICS_FILE
+    with atomic_write(path) as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in history).encode())
+    return path
+
+
+def plot_available() -> bool:
+    """Whether matplotlib can be imported."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str = "") -> Path | None:
+    """``curves.png``: loss and top-1 accuracy per epoch, train and test. ``None`` without matplotlib."""
+    if not plot_available():
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    loss_axes, acc_axes = figure.subplots(1, 2)
+    for axes, key, label in (
+        (loss_axes, "loss", "cross-entropy loss"),
+        (acc_axes, "top1", "top-1 accuracy (%)"),
+    ):
+        axes.plot(epochs, [row[f"train_{key}"] for row in history], marker="o", label="train")
+        axes.plot(epochs, [row[f"test_{key}"] for row in history], marker="o", label="test")
+        axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_ylabel(label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    path = run_dir / CURVES_FILE
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+    return path
