@@ -25,7 +25,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +189,18 @@ def add_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
         entry.key, entry.value = contract.METADATA_PREFIX + key, json.dumps(value)
 
 
+def parse_metadata(properties: Mapping[str, str]) -> dict[str, Any]:
+    """The ``normexport.*`` entries of ONNX metadata properties, prefix removed and JSON decoded."""
+    prefix = contract.METADATA_PREFIX
+    return {
+        key[len(prefix) :]: json.loads(value) for key, value in properties.items() if key.startswith(prefix)
+    }
+
+
 def read_metadata(model: onnx.ModelProto | str | os.PathLike[str]) -> dict[str, Any]:
     """The metadata :func:`export_onnx` wrote, as a dict (the inverse of :func:`add_metadata`)."""
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-    prefix = contract.METADATA_PREFIX
-    return {
-        p.key[len(prefix) :]: json.loads(p.value) for p in proto.metadata_props if p.key.startswith(prefix)
-    }
+    return parse_metadata({p.key: p.value for p in proto.metadata_props})
 
 
 def ort_session(model: str | os.PathLike[str], opset: int) -> Any:

@@ -85,14 +85,11 @@ def open_model(
     if kind != "checkpoint" and (fold or fp16):
         raise InputError(f"fold and fp16 apply to checkpoints; {model} is already an exported {kind} model")
     if kind in ("onnx", "triton"):
-        from normresnet_export.export.onnx import read_metadata
-
         path = Path(model) if kind == "onnx" else triton_model_file(Path(model))  # type: ignore[arg-type]
         if label is None and kind == "triton":
             label = f"onnxruntime (triton {path.parent.parent.name})"
         return OnnxRuntimeBackend(
             path,
-            metadata=read_metadata(path),
             label=label,
             device=device,
             allow_cpu_fallback=allow_cpu_fallback,
@@ -115,7 +112,8 @@ def open_model(
         name = "torch.export"
     else:
         checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
-        module, metadata, name = _eager(checkpoint, fold=fold, fp16=fp16)
+        module, metadata = _eager(checkpoint, fold=fold, fp16=fp16)
+        name = "eager"
         if target.type != "cpu":  # a copy: the checkpoint's own model stays the CPU reference
             module = copy.deepcopy(module).to(target)
     if label is None:
@@ -124,8 +122,8 @@ def open_model(
     return TorchBackend(module, name=name, label=label, metadata=metadata, device=target, fallback=fallback)
 
 
-def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[object, dict, str]:
-    """(module, metadata, backend name) for a checkpoint, folded and/or in float16 as asked."""
+def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[object, dict]:
+    """(module, metadata) for a checkpoint, folded and/or in float16 as asked."""
     from normresnet_export.export.source import Float16Model
 
     module = checkpoint.model.eval()
@@ -137,4 +135,4 @@ def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[object, d
         module, metadata["folded"] = result.model, True
     if fp16:
         module = Float16Model(copy.deepcopy(module)).eval()
-    return module, metadata, "eager"
+    return module, metadata

@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
+from normresnet_export.errors import InputError
+from normresnet_export.export.onnx import parse_metadata
 from normresnet_export.runtime.base import Backend, DeviceError
 from normresnet_export.runtime.devices import (
     onnxruntime_missing_reason,
@@ -33,7 +34,6 @@ class OnnxRuntimeBackend(Backend):
         self,
         path: str | os.PathLike[str],
         *,
-        metadata: dict[str, Any],
         label: str | None = None,
         device: str = "auto",
         allow_cpu_fallback: bool = False,
@@ -43,7 +43,6 @@ class OnnxRuntimeBackend(Backend):
 
         Args:
             path: The ``.onnx`` file.
-            metadata: What the file carries (read by the loader).
             label: Short human name for tables (default: ``onnxruntime (<file name>)``).
             device: ``auto``, ``cpu``, ``cuda`` or ``tensorrt`` (TensorRT, then CUDA, then CPU).
             allow_cpu_fallback: Run on the CPU, and say so, when the GPU providers do not activate.
@@ -53,8 +52,6 @@ class OnnxRuntimeBackend(Backend):
             DeviceError: A GPU provider was asked for and is not active (and no fallback allowed).
             InputError: ONNX Runtime cannot load the file.
         """
-        from normresnet_export.errors import InputError
-
         path = Path(path)
         wanted = onnxruntime_providers(device)
         with quiet_onnxruntime() as ort:
@@ -74,7 +71,7 @@ class OnnxRuntimeBackend(Backend):
         gpu_wanted = [p for p in wanted if p != "CPUExecutionProvider"]
         if device in ("cuda", "tensorrt") and gpu_wanted[0] not in active:
             reason = onnxruntime_missing_reason(gpu_wanted[0])
-            if not allow_cpu_fallback or active == [gpu_wanted[0]]:
+            if not allow_cpu_fallback:
                 raise DeviceError(
                     f"{device} was requested but ONNX Runtime runs {path.name} on {', '.join(active)}: "
                     f"{reason}; use --device cpu, or --allow-cpu-fallback"
@@ -82,18 +79,15 @@ class OnnxRuntimeBackend(Backend):
             self.fallback = reason
         self.provider = active[0]
         self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda:0"
-        self.metadata = metadata
-        self.precision = metadata.get("precision") or "float32"
+        # Read from the session's own copy of the graph: the file is parsed once.
+        self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.precision = self.metadata.get("precision") or "float32"
         self.label = label or f"onnxruntime ({path.name})"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
 
     def runtime_version(self) -> str:
         return f"onnxruntime {self._version}"
-
-    def describe(self) -> str:
-        text = f"{self.label}: {self.runtime_version()} · {self.provider} · {self.precision}"
-        return text + (f" · CPU fallback: {self.fallback}" if self.fallback else "")
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
