@@ -1,8 +1,8 @@
-"""Parameter and layer counts equal the values measured on the reference code (spec tables).
+"""Parameter and layer counts equal the values measured on the reference code.
 
-Every number here is copied from ``shared/spec/ARCHITECTURES.md``, where it was measured by
-instantiating the original, unmodified model. A wrong stride, missing bias or misplaced
-BatchNorm changes these counts.
+Every number here was measured by instantiating the original, unmodified model of each
+family's reference repository (torch-resnet, dayu11/tau-ResNet, ProcResNet_PyTorch, LeNo,
+szagoruyko/diracnets). A wrong stride, missing bias or misplaced BatchNorm changes these counts.
 """
 
 from __future__ import annotations

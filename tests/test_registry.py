@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 import normresnet_export as nx
-from normresnet_export.models import _catalogue, _registry
+from normresnet_export.models import _catalogue, _catalogue_file, _registry
+from normresnet_export.models.tau_resnet import default_tau
+
+#: The module that holds each family's builders.
+FAMILY_MODULES = {
+    "torch-resnet": "normresnet_export.models.torch_resnet",
+    "tau-resnet": "normresnet_export.models.tau_resnet",
+    "procresnet": "normresnet_export.models.procresnet",
+    "leno": "normresnet_export.models.lenoresnet",
+    "diracnet": "normresnet_export.models.diracnet",
+}
 
 
 def _design_names() -> set[str]:
-    """Every name DESIGN.md ("Model names") and the spec's catalogues call for."""
+    """Every name the design calls for: the depths and widths each family's paper and reference code use."""
     names: set[str] = set()
     for prefix in ("", "preact_"):
         names |= {
@@ -127,9 +141,9 @@ def test_num_classes_zero_returns_features_and_head_is_replaceable():
 def test_catalogue_file_matches_the_builders():
     """catalogue.json caches counts for `normexport models`; it must equal a fresh build of every model."""
     stale = {
-        name: (_catalogue.load_catalogue().get(name), fresh)
+        name: (_catalogue_file.load_catalogue().get(name), fresh)
         for name, fresh in _catalogue.compute_catalogue().items()
-        if _catalogue.load_catalogue().get(name) != fresh
+        if _catalogue_file.load_catalogue().get(name) != fresh
     }
     assert not stale, (
         f"normresnet_export/models/catalogue.json is stale for {sorted(stale)}; run `make catalogue`"
@@ -156,3 +170,81 @@ def test_meta_counts_do_not_allocate_or_initialise():
     """Counting builds on the meta device: even the 150M-parameter LeNo-500 costs no memory."""
     params, layers = _registry.meta_counts("lenoresnet500", nx.model_info("lenoresnet500").resolve_kwargs())
     assert (params, layers) == (151_932_200, 505)
+
+
+def test_every_name_is_a_documented_builder_of_its_family_module():
+    """``resnet56`` is a real, documented function in its family's file, re-exported by the package."""
+    problems = []
+    for name in nx.list_models():
+        info = nx.model_info(name)
+        module = importlib.import_module(FAMILY_MODULES[info.family])
+        builder = info.builder
+        doc = inspect.getdoc(builder) or ""
+        checks = {
+            "is not a plain function": inspect.isfunction(builder),
+            "is not named after the model": builder.__qualname__ == name,
+            f"is not module-level in {module.__name__}": getattr(module, name, None) is builder,
+            "is not normresnet_export.models.<name>": getattr(nx.models, name, None) is builder,
+            "is not in normresnet_export.models.__all__": name in nx.models.__all__,
+            "has no summary line and paragraph": len(doc.split("\n\n")) >= 2,
+            "summary line is not the description": doc.split("\n", 1)[0] == f"{info.description}.",
+        }
+        problems += [f"{name} {what}" for what, ok in checks.items() if not ok]
+    assert not problems, "\n".join(problems)
+
+
+def test_a_builder_is_registered_under_its_own_name_by_default():
+    def my_test_only_model(*, num_classes: int = 3) -> torch.nn.Module:
+        """A test model."""
+        return torch.nn.Linear(1, num_classes)
+
+    try:
+        assert (
+            nx.register_model(family="torch-resnet", dataset="cifar")(my_test_only_model)
+            is my_test_only_model
+        )
+        info = nx.model_info("my_test_only_model")
+        assert (info.builder, info.description, info.default_kwargs) == (
+            my_test_only_model,
+            "A test model",
+            {"num_classes": 3},
+        )
+        with pytest.raises(ValueError, match="already registered"):
+            nx.register_model(family="torch-resnet", dataset="cifar")(my_test_only_model)
+    finally:
+        _registry._REGISTRY.pop("my_test_only_model", None)
+
+
+@pytest.mark.parametrize("name", nx.list_models(family="tau-resnet"))
+def test_every_tau_default_is_the_papers_rule(name):
+    """The written-out ``tau`` defaults equal :func:`default_tau` of the blocks the model really has."""
+    with torch.device("meta"):
+        model = nx.create_model(name)
+    blocks = tuple(len(stage) for key, stage in model.named_children() if key.startswith("layer"))
+    imagenet = nx.model_info(name).dataset == "imagenet"
+    assert nx.model_info(name).default_kwargs["tau"] == default_tau(blocks, imagenet=imagenet)
+
+
+def test_imports_inside_the_models_package_go_one_way():
+    """No cycle among ``normresnet_export/models/*.py`` (function-level imports included)."""
+    package = Path(nx.models.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        imported = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module)
+                imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+        prefix = "normresnet_export.models."
+        graph[path.stem] = {m.removeprefix(prefix) for m in imported if m.startswith(prefix)} - {path.stem}
+    graph = {module: deps & set(graph) for module, deps in graph.items()}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(d == target or (d not in seen and reaches(d, target, seen | {d})) for d in graph[start])
+
+    cyclic = sorted(module for module in graph if reaches(module, module, set()))
+    assert not cyclic, f"import cycle among normresnet_export.models modules: {cyclic}"

@@ -1,17 +1,18 @@
 """Model zoo: one file per family, all registered in one explicit registry.
 
-Families are imported by name (never with ``*``) so that importing this package registers
-every builder exactly once.
+Every registered name is a documented builder function in its family's module, decorated
+with :func:`register_model`, and is re-exported here, as torchvision does::
+
+    from normresnet_export.models import resnet56
+    model = resnet56(num_classes=100)  # same as create_model("resnet56", num_classes=100)
+
+The builders are imported by name, never with ``*``: importing a family module registers
+its builders exactly once, and the lists below are the package's public model names
+(``tests/test_registry.py`` checks that every registered name is here). Adding a model:
+write its ``@register_model`` function in the family's file, add the name to that
+family's list below, then run ``make catalogue``.
 """
 
-# Importing a family module registers its builders.
-from normresnet_export.models import (  # noqa: F401
-    diracnet,
-    lenoresnet,
-    procresnet,
-    tau_resnet,
-    torch_resnet,
-)
 from normresnet_export.models._catalogue import catalogue
 from normresnet_export.models._counting import count_layers, count_parameters
 from normresnet_export.models._registry import (
@@ -23,8 +24,139 @@ from normresnet_export.models._registry import (
     parse_model_args,
     register_model,
 )
+from normresnet_export.models.diracnet import (  # noqa: F401  (re-exported builders)
+    diracnet18,
+    diracnet34,
+    diracnet_cifar16_1,
+    diracnet_cifar16_2,
+    diracnet_cifar16_4,
+    diracnet_cifar28_1,
+    diracnet_cifar28_2,
+    diracnet_cifar28_4,
+    diracnet_cifar34_1,
+    diracnet_cifar34_2,
+    diracnet_cifar40_1,
+    diracnet_cifar40_2,
+    diracnet_cifar40_4,
+)
+from normresnet_export.models.lenoresnet import (  # noqa: F401  (re-exported builders)
+    leno_baseline_preactresnet50,
+    leno_baseline_preactresnet101,
+    leno_baseline_preactresnet152,
+    leno_baseline_preactresnet200,
+    lenoresnet50,
+    lenoresnet101,
+    lenoresnet152,
+    lenoresnet200,
+    lenoresnet401,
+    lenoresnet500,
+)
+from normresnet_export.models.procresnet import (  # noqa: F401  (re-exported builders)
+    procresnet166,
+    procresnet274,
+    procresnet634,
+    procresnet1003,
+    procresnet_baseline164,
+    procresnet_baseline272,
+    procresnet_baseline632,
+    procresnet_baseline1001,
+)
+from normresnet_export.models.tau_resnet import (  # noqa: F401  (re-exported builders)
+    tau_resnet20,
+    tau_resnet20_nobn,
+    tau_resnet32,
+    tau_resnet32_nobn,
+    tau_resnet44,
+    tau_resnet44_nobn,
+    tau_resnet50,
+    tau_resnet50_nobn,
+    tau_resnet56,
+    tau_resnet56_nobn,
+    tau_resnet101,
+    tau_resnet101_nobn,
+    tau_resnet110,
+    tau_resnet110_nobn,
+    tau_resnet152,
+    tau_resnet152_nobn,
+    tau_resnet1202,
+    tau_resnet1202_nobn,
+)
+from normresnet_export.models.torch_resnet import (  # noqa: F401  (re-exported builders)
+    preact_resnet18,
+    preact_resnet18_small,
+    preact_resnet20,
+    preact_resnet32,
+    preact_resnet34,
+    preact_resnet34_small,
+    preact_resnet44,
+    preact_resnet50,
+    preact_resnet50_small,
+    preact_resnet56,
+    preact_resnet101,
+    preact_resnet101_small,
+    preact_resnet110,
+    preact_resnet152,
+    preact_resnet152_small,
+    preact_resnet164,
+    preact_resnet200,
+    preact_resnet200_small,
+    preact_resnet1001,
+    preact_resnet1202,
+    preact_wide_resnet16_1,
+    preact_wide_resnet16_2,
+    preact_wide_resnet16_4,
+    preact_wide_resnet16_8,
+    preact_wide_resnet16_10,
+    preact_wide_resnet28_1,
+    preact_wide_resnet28_2,
+    preact_wide_resnet28_4,
+    preact_wide_resnet28_8,
+    preact_wide_resnet28_10,
+    preact_wide_resnet40_1,
+    preact_wide_resnet40_2,
+    preact_wide_resnet40_4,
+    preact_wide_resnet40_8,
+    preact_wide_resnet40_10,
+    resnet18,
+    resnet18_small,
+    resnet20,
+    resnet32,
+    resnet34,
+    resnet34_small,
+    resnet44,
+    resnet50,
+    resnet50_small,
+    resnet56,
+    resnet101,
+    resnet101_small,
+    resnet110,
+    resnet152,
+    resnet152_small,
+    resnet164,
+    resnet200,
+    resnet200_small,
+    resnet1001,
+    resnet1202,
+    wide_resnet16_1,
+    wide_resnet16_2,
+    wide_resnet16_4,
+    wide_resnet16_8,
+    wide_resnet16_10,
+    wide_resnet28_1,
+    wide_resnet28_2,
+    wide_resnet28_4,
+    wide_resnet28_8,
+    wide_resnet28_10,
+    wide_resnet40_1,
+    wide_resnet40_2,
+    wide_resnet40_4,
+    wide_resnet40_8,
+    wide_resnet40_10,
+    wide_resnet50_2,
+    wide_resnet101_2,
+)
 
-__all__ = [
+__all__ = [  # the API, then every builder
     "FAMILIES",
     "ModelInfo",
     "catalogue",
@@ -35,4 +167,5 @@ __all__ = [
     "model_info",
     "parse_model_args",
     "register_model",
+    *list_models(),
 ]

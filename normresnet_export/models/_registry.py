@@ -1,10 +1,16 @@
 """The model registry: one explicit table from a model name to its builder and metadata.
 
-Builders are registered with :func:`register_model`. A duplicate name raises (as
-torchvision does; timm only warns, which hides shadowed models). An unknown name raises
-an error that lists the closest registered names. Keyword arguments are checked against
-the builder's signature *before* it runs, so a misspelt option fails at once with the
-list of accepted options instead of disappearing in a ``**kwargs`` funnel.
+Every name is a documented, keyword-only function in its family's module, decorated with
+:func:`register_model` (torchvision style), so ``resnet56`` can be found with grep and read
+with ``help``. A duplicate name raises (as torchvision does; timm only warns, which hides
+shadowed models). An unknown name raises an error that lists the closest registered
+names. Keyword arguments are checked against the builder's signature *before* it runs,
+so a misspelt option fails at once with the list of accepted options instead of
+disappearing in a ``**kwargs`` funnel.
+
+Parameter counts for the default keywords come from ``catalogue.json``
+(:mod:`~normresnet_export.models._catalogue_file`); the code that regenerates that file
+(:mod:`~normresnet_export.models._catalogue`) imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -17,16 +23,19 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from normresnet_export.errors import InputError, UnknownModelError
-from normresnet_export.models._catalogue import load_catalogue
+from normresnet_export.models._catalogue_file import load_catalogue
 from normresnet_export.models._counting import count_layers, count_parameters
 
 Dataset = Literal["cifar", "imagenet"]
+
+#: A model builder: a function of keyword-only options that returns the network.
+BuilderT = TypeVar("BuilderT", bound=Callable[..., nn.Module])
 
 #: The five research families, with the paper each one implements.
 FAMILIES: dict[str, str] = {
@@ -116,60 +125,73 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register_model(
-    name: str, *, family: str, dataset: Dataset, description: str = ""
-) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator that registers a builder under ``name``.
+    name: str | None = None, *, family: str, dataset: Dataset, description: str = ""
+) -> Callable[[BuilderT], BuilderT]:
+    """Decorator that registers a builder under ``name`` (by default the function's own name).
+
+    Use it on a module-level function of the family's file, so that the registered name
+    is also an importable, documented function (``normresnet_export.models.resnet56``)::
+
+        @register_model(family="torch-resnet", dataset="cifar")
+        def resnet56(*, num_classes: int = 10, shortcut: ShortcutOption = "B") -> ResNet:
+            \"\"\"ResNet-56, CIFAR, basic blocks 9-9-9.
+
+            One paragraph: the design, its depth and widths, the paper, the input size.
+            \"\"\"
+            return _resnet(ResNet, _cifar_spec("basic", 9), num_classes=num_classes, shortcut=shortcut)
+
+    The docstring's summary line, without its period, is the model's catalogue description.
 
     Args:
-        name: Registry name; must be lower case and not registered yet.
+        name: Registry name; must be lower case and not registered yet. ``None``: the
+            builder's ``__name__``.
         family: One of :data:`FAMILIES`.
         dataset: ``"cifar"`` or ``"imagenet"``.
-        description: One line for the catalogue; defaults to the builder's first docstring line.
+        description: One line for the catalogue; defaults to the builder's docstring summary
+            line, without its final period.
+
+    Returns:
+        A decorator that registers the builder and returns it unchanged.
 
     Raises:
         ValueError: Duplicate or malformed name, unknown family or dataset, or a builder
             with positional or ``**kwargs`` parameters (every option must be a named keyword).
     """
-    if name != name.lower() or not re.fullmatch(r"[a-z0-9_]+", name):
-        raise ValueError(f"model names are lower case letters, digits and '_', got {name!r}")
+    if name is not None:
+        _check_name(name)
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     if dataset not in INPUT_SIZES:
         raise ValueError(f"unknown dataset kind {dataset!r}; expected one of {', '.join(INPUT_SIZES)}")
 
-    def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered (family {_REGISTRY[name].family!r})")
+    def decorator(builder: BuilderT) -> BuilderT:
+        registered = _check_name(builder.__name__) if name is None else name
+        if registered in _REGISTRY:
+            raise ValueError(
+                f"model {registered!r} is already registered (family {_REGISTRY[registered].family!r})"
+            )
         params = inspect.signature(builder).parameters.values()
         loose = [p.name for p in params if p.kind is not inspect.Parameter.KEYWORD_ONLY]
         if loose:
-            raise ValueError(f"builder for {name!r} must take keyword-only arguments, got {loose}")
-        doc = description or (inspect.getdoc(builder) or "").split("\n", 1)[0]
-        _REGISTRY[name] = ModelInfo(
-            name=name, family=family, dataset=dataset, builder=builder, description=doc
+            raise ValueError(f"builder for {registered!r} must take keyword-only arguments, got {loose}")
+        summary = (inspect.getdoc(builder) or "").split("\n", 1)[0].removesuffix(".")
+        _REGISTRY[registered] = ModelInfo(
+            name=registered,
+            family=family,
+            dataset=dataset,
+            builder=builder,
+            description=description or summary,
         )
         return builder
 
     return decorator
 
 
-def register_partial(
-    name: str,
-    function: Callable[..., nn.Module],
-    *args: Any,
-    family: str,
-    dataset: Dataset,
-    description: str,
-    **defaults: Any,
-) -> None:
-    """Register ``functools.partial(function, *args, **defaults)`` under ``name``.
-
-    Families build many names from one function (one per depth or width); the positional
-    ``args`` fix the architecture and ``defaults`` become the builder's keyword defaults,
-    visible in its signature (so ``ModelInfo.default_kwargs`` and checkpoints see them).
-    """
-    builder = functools.partial(function, *args, **defaults)
-    register_model(name, family=family, dataset=dataset, description=description)(builder)
+def _check_name(name: str) -> str:
+    """Return ``name`` if it is a valid registry name (lower case letters, digits, ``_``)."""
+    if name != name.lower() or not re.fullmatch(r"[a-z0-9_]+", name):
+        raise ValueError(f"model names are lower case letters, digits and '_', got {name!r}")
+    return name
 
 
 def parse_model_args(pairs: list[str] | None) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """DiracNets v2: plain (skip-free) networks whose 3×3 convs carry the identity in their weight.
 
 Paper: Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
-Skip-Connections" (arXiv 1706.00388); layout from szagoruyko/diracnets
-(``shared/spec/ARCHITECTURES.md`` §5). Every block is ``BN(DiracConv3×3(ReLU(x)))`` with
-the weight ``alpha * Delta + beta * normalize(V)`` (:class:`~normresnet_export.nn.dirac.DiracConv2d`),
-so a trained network folds into a VGG-like chain of conv + ReLU.
+Skip-Connections" (arXiv 1706.00388); layout from szagoruyko/diracnets. Every block is
+``BN(DiracConv3×3(ReLU(x)))`` with the weight ``alpha * Delta + beta * normalize(V)``
+(:class:`~normresnet_export.nn.dirac.DiracConv2d`), so a trained network folds into a
+VGG-like chain of conv + ReLU.
 
 State-dict keys mirror the reference's functional parameter dict: its ``conv``, ``bn.*``,
 ``group{g}.block{b}.conv``, ``.alpha``, ``.beta``, ``.bn.*`` and ``fc.*`` become our
@@ -30,7 +30,7 @@ from torch import nn
 
 from normresnet_export.errors import InputError
 from normresnet_export.models._layers import make_head
-from normresnet_export.models._registry import register_partial
+from normresnet_export.models._registry import register_model
 from normresnet_export.nn.dirac import DiracConv2d
 from normresnet_export.nn.pooling import GlobalAvgPool2d
 
@@ -90,7 +90,7 @@ class DiracNet(nn.Sequential):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        # Reference init (spec §5.4): He-normal fan-in convs and fc, BN gamma ~ U[0, 1), fc bias 0;
+        # The reference's init: He-normal fan-in convs and fc, BN gamma ~ U[0, 1), fc bias 0;
         # alpha = 1 and beta = 0.1 come from DiracConv2d itself.
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and m.weight.is_meta:
@@ -110,11 +110,7 @@ class DiracNet(nn.Sequential):
         return x
 
 
-def _diracnet(
-    blocks_per_group: tuple[int, ...], widths: tuple[int, ...], imagenet: bool, *, num_classes: int
-) -> DiracNet:
-    """Build a DiracNet; the registered builders are partials of this."""
-    return DiracNet(blocks_per_group, widths, num_classes=num_classes, imagenet=imagenet)
+# --------------------------------------------------------------------------------------------- builders
 
 
 def cifar_design(depth: int, width: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -125,34 +121,187 @@ def cifar_design(depth: int, width: float) -> tuple[tuple[int, ...], tuple[int, 
     return (2 * n,) * 3, (int(16 * width), int(32 * width), int(64 * width))
 
 
-_IMAGENET = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}  # ResNet layouts; each unit is two Dirac blocks
-_CIFAR = {16: (1, 2, 4), 28: (1, 2, 4), 34: (1, 2), 40: (1, 2, 4)}  # the widths the reference reports
+# One builder per design the reference reports: the ImageNet DiracNet-18/34 (ResNet layouts,
+# each residual unit two Dirac blocks), then the CIFAR depths at their reported widths.
 
-for _depth, _units in _IMAGENET.items():
-    _blocks = tuple(2 * u for u in _units)
-    register_partial(
-        f"diracnet{_depth}",
-        _diracnet,
-        _blocks,
-        (64, 128, 256, 512),
-        True,
-        family="diracnet",
-        dataset="imagenet",
-        description=f"DiracNet-{_depth} v2, ImageNet, Dirac blocks {'-'.join(map(str, _blocks))}",
-        num_classes=1000,
-    )
 
-for _depth, _widths in _CIFAR.items():
-    for _width in _widths:
-        _blocks, _channels = cifar_design(_depth, _width)
-        register_partial(
-            f"diracnet_cifar{_depth}_{_width}",
-            _diracnet,
-            _blocks,
-            _channels,
-            False,
-            family="diracnet",
-            dataset="cifar",
-            description=f"DiracNet-{_depth}-{_width} v2, CIFAR, {_blocks[0]} Dirac blocks per group",
-            num_classes=10,
-        )
+@register_model(family="diracnet", dataset="imagenet")
+def diracnet18(*, num_classes: int = 1000) -> DiracNet:
+    """DiracNet-18 v2, ImageNet, Dirac blocks 4-4-4-4.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 224×224 ImageNet images: a plain chain without skip
+    connections, a 7×7/2 stem and a 3×3/2 max-pool, then four groups of 4, 4, 4 and 4 Dirac blocks
+    at widths 64, 128, 256 and 512 with 2×2 max-pools between them, 18 layers deep (the layout of
+    ResNet-18, each residual unit two Dirac blocks). Every block is ``BN(DiracConv3×3(ReLU(x)))``,
+    so a trained network folds into a VGG-like chain of conv + ReLU.
+    """
+    return DiracNet((4, 4, 4, 4), (64, 128, 256, 512), num_classes=num_classes, imagenet=True)
+
+
+@register_model(family="diracnet", dataset="imagenet")
+def diracnet34(*, num_classes: int = 1000) -> DiracNet:
+    """DiracNet-34 v2, ImageNet, Dirac blocks 6-8-12-6.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 224×224 ImageNet images: a plain chain without skip
+    connections, a 7×7/2 stem and a 3×3/2 max-pool, then four groups of 6, 8, 12 and 6 Dirac blocks
+    at widths 64, 128, 256 and 512 with 2×2 max-pools between them, 34 layers deep (the layout of
+    ResNet-34, each residual unit two Dirac blocks). Every block is ``BN(DiracConv3×3(ReLU(x)))``,
+    so a trained network folds into a VGG-like chain of conv + ReLU.
+    """
+    return DiracNet((6, 8, 12, 6), (64, 128, 256, 512), num_classes=num_classes, imagenet=True)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar16_1(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-16-1 v2, CIFAR, 4 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 4 Dirac blocks at widths 16, 32 and 64 with 2×2
+    max-pools between them; depth 16 = 6n + 4 with n = 2 and width 1, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(16, 1), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar16_2(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-16-2 v2, CIFAR, 4 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 4 Dirac blocks at widths 32, 64 and 128 with 2×2
+    max-pools between them; depth 16 = 6n + 4 with n = 2 and width 2, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(16, 2), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar16_4(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-16-4 v2, CIFAR, 4 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 4 Dirac blocks at widths 64, 128 and 256 with 2×2
+    max-pools between them; depth 16 = 6n + 4 with n = 2 and width 4, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(16, 4), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar28_1(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-28-1 v2, CIFAR, 8 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 8 Dirac blocks at widths 16, 32 and 64 with 2×2
+    max-pools between them; depth 28 = 6n + 4 with n = 4 and width 1, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(28, 1), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar28_2(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-28-2 v2, CIFAR, 8 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 8 Dirac blocks at widths 32, 64 and 128 with 2×2
+    max-pools between them; depth 28 = 6n + 4 with n = 4 and width 2, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(28, 2), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar28_4(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-28-4 v2, CIFAR, 8 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 8 Dirac blocks at widths 64, 128 and 256 with 2×2
+    max-pools between them; depth 28 = 6n + 4 with n = 4 and width 4, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(28, 4), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar34_1(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-34-1 v2, CIFAR, 10 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 10 Dirac blocks at widths 16, 32 and 64 with 2×2
+    max-pools between them; depth 34 = 6n + 4 with n = 5 and width 1, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(34, 1), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar34_2(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-34-2 v2, CIFAR, 10 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 10 Dirac blocks at widths 32, 64 and 128 with 2×2
+    max-pools between them; depth 34 = 6n + 4 with n = 5 and width 2, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(34, 2), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar40_1(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-40-1 v2, CIFAR, 12 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 12 Dirac blocks at widths 16, 32 and 64 with 2×2
+    max-pools between them; depth 40 = 6n + 4 with n = 6 and width 1, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(40, 1), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar40_2(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-40-2 v2, CIFAR, 12 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 12 Dirac blocks at widths 32, 64 and 128 with 2×2
+    max-pools between them; depth 40 = 6n + 4 with n = 6 and width 2, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(40, 2), num_classes=num_classes, imagenet=False)
+
+
+@register_model(family="diracnet", dataset="cifar")
+def diracnet_cifar40_4(*, num_classes: int = 10) -> DiracNet:
+    """DiracNet-40-4 v2, CIFAR, 12 Dirac blocks per group.
+
+    The DiracNet v2 of Zagoruyko & Komodakis, "DiracNets: Training Very Deep Neural Networks Without
+    Skip-Connections" (arXiv 1706.00388), for 32×32 CIFAR images: a plain chain without skip
+    connections, a 3×3 stem, then three groups of 12 Dirac blocks at widths 64, 128 and 256 with 2×2
+    max-pools between them; depth 40 = 6n + 4 with n = 6 and width 4, as the reference names it.
+    Every block is ``BN(DiracConv3×3(ReLU(x)))``, so a trained network folds into a VGG-like chain
+    of conv + ReLU.
+    """
+    return DiracNet(*cifar_design(40, 4), num_classes=num_classes, imagenet=False)

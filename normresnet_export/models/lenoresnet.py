@@ -2,7 +2,7 @@
 
 Paper: Mahaur, Mishra, Singh, "Improved Residual Network Based on Norm-Preservation for
 Visual Recognition" (Neural Networks 2022). Layout and state-dict keys follow
-bharatmahaur/LeNo (``shared/spec/ARCHITECTURES.md`` §2).
+bharatmahaur/LeNo.
 
 A stage of N blocks (N >= 3) is: a start block that downsamples (stride 2 in the branch,
 max-pool + 1×1 conv + BN on the skip, no ReLU after the sum); a *first middle block*;
@@ -33,7 +33,7 @@ from torch import nn
 
 from normresnet_export.errors import InputError
 from normresnet_export.models._layers import conv1x1, conv3x3, init_conv_bn, make_head
-from normresnet_export.models._registry import register_partial
+from normresnet_export.models._registry import register_model
 from normresnet_export.models.torch_resnet import PreActBottleneck, make_stages
 from normresnet_export.nn.pooling import GlobalAvgPool2d
 from normresnet_export.nn.shortcuts import IdentityShortcut
@@ -200,44 +200,138 @@ class LeNoPreActBaseline(nn.Module):
 
 # --------------------------------------------------------------------------------------------- builders
 
-
-def _lenoresnet(blocks_per_stage: tuple[int, ...], *, num_classes: int) -> LeNoResNet:
-    """Build a LeNo-ResNet with the given blocks per stage."""
-    return LeNoResNet(blocks_per_stage, num_classes=num_classes)
+# One LeNo-ResNet per depth (3 × blocks + 2), each up to 200 followed by the repository's
+# pre-activation baseline of the same layout.
 
 
-def _preact_baseline(blocks_per_stage: tuple[int, ...], *, num_classes: int) -> LeNoPreActBaseline:
-    """Build the LeNo repository's pre-activation baseline."""
-    return LeNoPreActBaseline(blocks_per_stage, num_classes=num_classes)
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet50(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-50, ImageNet, blocks 3-4-6-3.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 3, 4, 6 and 3 bottlenecks
+    (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with norm-preserving
+    max-pool downsampling, middle blocks and an end block; depth 50 = 3 × blocks + 2.
+    """
+    return LeNoResNet((3, 4, 6, 3), num_classes=num_classes)
 
 
-_DEPTHS = {  # depth = 3 * sum(blocks) + 2
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-    200: (3, 24, 36, 3),
-    401: (4, 45, 80, 4),
-    500: (4, 56, 102, 4),
-}
+@register_model(family="leno", dataset="imagenet")
+def leno_baseline_preactresnet50(*, num_classes: int = 1000) -> LeNoPreActBaseline:
+    """pre-activation ResNet-50 baseline of LeNo (biased stem, BN in shortcut).
 
-for _depth, _blocks in _DEPTHS.items():
-    _layout = "-".join(map(str, _blocks))
-    register_partial(
-        f"lenoresnet{_depth}",
-        _lenoresnet,
-        _blocks,
-        family="leno",
-        dataset="imagenet",
-        description=f"LeNo-ResNet-{_depth}, ImageNet, blocks {_layout}",
-        num_classes=1000,
-    )
-    if _depth <= 200:
-        register_partial(
-            f"leno_baseline_preactresnet{_depth}",
-            _preact_baseline,
-            _blocks,
-            family="leno",
-            dataset="imagenet",
-            description=f"pre-activation ResNet-{_depth} baseline of LeNo (biased stem, BN in shortcut)",
-            num_classes=1000,
-        )
+    The pre-activation ResNet-50 baseline of the LeNo repository (Mahaur et al., "Improved Residual
+    Network Based on Norm-Preservation for Visual Recognition" (Neural Networks 2022)), for 224×224
+    ImageNet images: a 7×7/2 stem convolution with bias and a 3×3/2 max-pool, then four stages of 3,
+    4, 6 and 3 pre-activation bottlenecks whose projection shortcuts are a 1×1 convolution and a
+    BatchNorm, fed with the activated input.
+    """
+    return LeNoPreActBaseline((3, 4, 6, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet101(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-101, ImageNet, blocks 3-4-23-3.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 3, 4, 23 and 3 bottlenecks
+    (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with norm-preserving
+    max-pool downsampling, middle blocks and an end block; depth 101 = 3 × blocks + 2.
+    """
+    return LeNoResNet((3, 4, 23, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def leno_baseline_preactresnet101(*, num_classes: int = 1000) -> LeNoPreActBaseline:
+    """pre-activation ResNet-101 baseline of LeNo (biased stem, BN in shortcut).
+
+    The pre-activation ResNet-101 baseline of the LeNo repository (Mahaur et al., "Improved Residual
+    Network Based on Norm-Preservation for Visual Recognition" (Neural Networks 2022)), for 224×224
+    ImageNet images: a 7×7/2 stem convolution with bias and a 3×3/2 max-pool, then four stages of 3,
+    4, 23 and 3 pre-activation bottlenecks whose projection shortcuts are a 1×1 convolution and a
+    BatchNorm, fed with the activated input.
+    """
+    return LeNoPreActBaseline((3, 4, 23, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet152(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-152, ImageNet, blocks 3-8-36-3.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 3, 8, 36 and 3 bottlenecks
+    (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with norm-preserving
+    max-pool downsampling, middle blocks and an end block; depth 152 = 3 × blocks + 2.
+    """
+    return LeNoResNet((3, 8, 36, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def leno_baseline_preactresnet152(*, num_classes: int = 1000) -> LeNoPreActBaseline:
+    """pre-activation ResNet-152 baseline of LeNo (biased stem, BN in shortcut).
+
+    The pre-activation ResNet-152 baseline of the LeNo repository (Mahaur et al., "Improved Residual
+    Network Based on Norm-Preservation for Visual Recognition" (Neural Networks 2022)), for 224×224
+    ImageNet images: a 7×7/2 stem convolution with bias and a 3×3/2 max-pool, then four stages of 3,
+    8, 36 and 3 pre-activation bottlenecks whose projection shortcuts are a 1×1 convolution and a
+    BatchNorm, fed with the activated input.
+    """
+    return LeNoPreActBaseline((3, 8, 36, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet200(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-200, ImageNet, blocks 3-24-36-3.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 3, 24, 36 and 3
+    bottlenecks (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with
+    norm-preserving max-pool downsampling, middle blocks and an end block; depth 200 = 3 × blocks +
+    2.
+    """
+    return LeNoResNet((3, 24, 36, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def leno_baseline_preactresnet200(*, num_classes: int = 1000) -> LeNoPreActBaseline:
+    """pre-activation ResNet-200 baseline of LeNo (biased stem, BN in shortcut).
+
+    The pre-activation ResNet-200 baseline of the LeNo repository (Mahaur et al., "Improved Residual
+    Network Based on Norm-Preservation for Visual Recognition" (Neural Networks 2022)), for 224×224
+    ImageNet images: a 7×7/2 stem convolution with bias and a 3×3/2 max-pool, then four stages of 3,
+    24, 36 and 3 pre-activation bottlenecks whose projection shortcuts are a 1×1 convolution and a
+    BatchNorm, fed with the activated input.
+    """
+    return LeNoPreActBaseline((3, 24, 36, 3), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet401(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-401, ImageNet, blocks 4-45-80-4.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 4, 45, 80 and 4
+    bottlenecks (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with
+    norm-preserving max-pool downsampling, middle blocks and an end block; depth 401 = 3 × blocks +
+    2.
+    """
+    return LeNoResNet((4, 45, 80, 4), num_classes=num_classes)
+
+
+@register_model(family="leno", dataset="imagenet")
+def lenoresnet500(*, num_classes: int = 1000) -> LeNoResNet:
+    """LeNo-ResNet-500, ImageNet, blocks 4-56-102-4.
+
+    The LeNo-ResNet of Mahaur et al., "Improved Residual Network Based on Norm-Preservation for
+    Visual Recognition" (Neural Networks 2022), for 224×224 ImageNet images: a stem of two 3×3
+    convolutions (the second with stride 2), then four stride-2 stages of 4, 56, 102 and 4
+    bottlenecks (inner widths 64 to 512, outputs 256 to 2048), each stage a start block with
+    norm-preserving max-pool downsampling, middle blocks and an end block; depth 500 = 3 × blocks +
+    2.
+    """
+    return LeNoResNet((4, 56, 102, 4), num_classes=num_classes)

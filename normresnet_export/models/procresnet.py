@@ -2,7 +2,7 @@
 
 Paper: Zaeemzadeh, Rahnavard, Shah, "Norm-Preservation: Why Residual Networks Can Become
 Extremely Deep?" (TPAMI 2020, arXiv 1805.07477). Layout and state-dict keys follow
-zaeemzadeh/ProcResNet_PyTorch (``shared/spec/ARCHITECTURES.md`` §1).
+zaeemzadeh/ProcResNet_PyTorch.
 
 A ProcResNet keeps every skip an exact identity: its three stages of pre-activation
 bottlenecks have no shortcut convolutions, and all changes of width or resolution happen
@@ -30,7 +30,7 @@ from torch import nn
 
 from normresnet_export.errors import InputError
 from normresnet_export.models._layers import conv1x1, conv3x3, make_head
-from normresnet_export.models._registry import register_partial
+from normresnet_export.models._registry import register_model
 from normresnet_export.models.torch_resnet import PreActBottleneck, make_stages
 from normresnet_export.nn.pooling import GlobalAvgPool2d
 from normresnet_export.nn.procrustes import ProjectionMode, project_conv
@@ -72,8 +72,8 @@ class ProcResNet(nn.Module):
         self.avgpool = GlobalAvgPool2d()
         self.linear = make_head(256, num_classes)
 
-    #: FFT grid of each projected conv, as the reference hard-codes them (spec §1.7): the stem's
-    #: input size and the transitions' *output* sizes (immaterial for 1×1 kernels).
+    #: FFT grid of each projected conv, as the reference hard-codes them: the stem's input
+    #: size and the transitions' *output* sizes (immaterial for 1×1 kernels).
     PROCRUSTES_GRIDS: ClassVar[dict[str, tuple[int, int]]] = {
         "conv1": (32, 32),
         "trans_conv1": (16, 16),
@@ -150,34 +150,112 @@ class ProcResNetBaseline(nn.Module):
         return self.linear(self.forward_features(x))
 
 
-def _procresnet(blocks_per_stage: int, *, num_classes: int) -> ProcResNet:
-    """Build a ProcResNet with ``blocks_per_stage`` bottlenecks in each of its three stages."""
-    return ProcResNet(blocks_per_stage, num_classes=num_classes)
+# --------------------------------------------------------------------------------------------- builders
+
+# One builder per depth the paper reports (n = 18, 30, 70, 111), each followed by its
+# baseline. Weights keep PyTorch's default initialisation: the reference defines an init
+# helper but never calls it, and trained checkpoints were made that way.
 
 
-def _baseline(blocks_per_stage: int, *, num_classes: int) -> ProcResNetBaseline:
-    """Build the baseline pre-activation ResNet with ``blocks_per_stage`` bottlenecks per stage."""
-    return ProcResNetBaseline(blocks_per_stage, num_classes=num_classes)
+@register_model(family="procresnet", dataset="cifar")
+def procresnet166(*, num_classes: int = 10) -> ProcResNet:
+    """ProcResNet-166, CIFAR, 18 bottlenecks per stage, identity skips only.
+
+    The ProcResNet of Zaeemzadeh et al., "Norm-Preservation: Why Residual Networks Can Become
+    Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 64-channel 3×3 stem, then three stages
+    of 18 pre-activation bottlenecks (outputs 64, 128 and 256) joined by two 1×1/2 transition
+    convolutions, every skip an exact identity; depth 166 = 9n + 4 with n = 18. The stem and the
+    transitions are the convolutions the Procrustes step keeps norm-preserving.
+    """
+    return ProcResNet(18, num_classes=num_classes)
 
 
-# Weights are initialised with PyTorch's defaults: the reference defines an init helper but
-# never calls it (spec §1.5).
-for _n in (18, 30, 70, 111):
-    register_partial(
-        f"procresnet{9 * _n + 4}",
-        _procresnet,
-        _n,
-        family="procresnet",
-        dataset="cifar",
-        description=f"ProcResNet-{9 * _n + 4}, CIFAR, {_n} bottlenecks per stage, identity skips only",
-        num_classes=10,
-    )
-    register_partial(
-        f"procresnet_baseline{9 * _n + 2}",
-        _baseline,
-        _n,
-        family="procresnet",
-        dataset="cifar",
-        description=f"pre-activation ResNet-{9 * _n + 2} baseline of the ProcResNet paper, CIFAR",
-        num_classes=10,
-    )
+@register_model(family="procresnet", dataset="cifar")
+def procresnet_baseline164(*, num_classes: int = 10) -> ProcResNetBaseline:
+    """pre-activation ResNet-164 baseline of the ProcResNet paper, CIFAR.
+
+    The pre-activation ResNet-164 baseline of Zaeemzadeh et al., "Norm-Preservation: Why Residual
+    Networks Can Become Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 16-channel 3×3 stem
+    with BatchNorm and ReLU, then three stages of 18 bottlenecks with inner widths 16, 32 and 64
+    (outputs 64, 128 and 256) whose projection shortcuts have their own BatchNorm and ReLU; depth
+    164 = 9n + 2 with n = 18 (shortcut convolutions not counted).
+    """
+    return ProcResNetBaseline(18, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet274(*, num_classes: int = 10) -> ProcResNet:
+    """ProcResNet-274, CIFAR, 30 bottlenecks per stage, identity skips only.
+
+    The ProcResNet of Zaeemzadeh et al., "Norm-Preservation: Why Residual Networks Can Become
+    Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 64-channel 3×3 stem, then three stages
+    of 30 pre-activation bottlenecks (outputs 64, 128 and 256) joined by two 1×1/2 transition
+    convolutions, every skip an exact identity; depth 274 = 9n + 4 with n = 30. The stem and the
+    transitions are the convolutions the Procrustes step keeps norm-preserving.
+    """
+    return ProcResNet(30, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet_baseline272(*, num_classes: int = 10) -> ProcResNetBaseline:
+    """pre-activation ResNet-272 baseline of the ProcResNet paper, CIFAR.
+
+    The pre-activation ResNet-272 baseline of Zaeemzadeh et al., "Norm-Preservation: Why Residual
+    Networks Can Become Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 16-channel 3×3 stem
+    with BatchNorm and ReLU, then three stages of 30 bottlenecks with inner widths 16, 32 and 64
+    (outputs 64, 128 and 256) whose projection shortcuts have their own BatchNorm and ReLU; depth
+    272 = 9n + 2 with n = 30 (shortcut convolutions not counted).
+    """
+    return ProcResNetBaseline(30, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet634(*, num_classes: int = 10) -> ProcResNet:
+    """ProcResNet-634, CIFAR, 70 bottlenecks per stage, identity skips only.
+
+    The ProcResNet of Zaeemzadeh et al., "Norm-Preservation: Why Residual Networks Can Become
+    Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 64-channel 3×3 stem, then three stages
+    of 70 pre-activation bottlenecks (outputs 64, 128 and 256) joined by two 1×1/2 transition
+    convolutions, every skip an exact identity; depth 634 = 9n + 4 with n = 70. The stem and the
+    transitions are the convolutions the Procrustes step keeps norm-preserving.
+    """
+    return ProcResNet(70, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet_baseline632(*, num_classes: int = 10) -> ProcResNetBaseline:
+    """pre-activation ResNet-632 baseline of the ProcResNet paper, CIFAR.
+
+    The pre-activation ResNet-632 baseline of Zaeemzadeh et al., "Norm-Preservation: Why Residual
+    Networks Can Become Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 16-channel 3×3 stem
+    with BatchNorm and ReLU, then three stages of 70 bottlenecks with inner widths 16, 32 and 64
+    (outputs 64, 128 and 256) whose projection shortcuts have their own BatchNorm and ReLU; depth
+    632 = 9n + 2 with n = 70 (shortcut convolutions not counted).
+    """
+    return ProcResNetBaseline(70, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet1003(*, num_classes: int = 10) -> ProcResNet:
+    """ProcResNet-1003, CIFAR, 111 bottlenecks per stage, identity skips only.
+
+    The ProcResNet of Zaeemzadeh et al., "Norm-Preservation: Why Residual Networks Can Become
+    Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 64-channel 3×3 stem, then three stages
+    of 111 pre-activation bottlenecks (outputs 64, 128 and 256) joined by two 1×1/2 transition
+    convolutions, every skip an exact identity; depth 1003 = 9n + 4 with n = 111. The stem and the
+    transitions are the convolutions the Procrustes step keeps norm-preserving.
+    """
+    return ProcResNet(111, num_classes=num_classes)
+
+
+@register_model(family="procresnet", dataset="cifar")
+def procresnet_baseline1001(*, num_classes: int = 10) -> ProcResNetBaseline:
+    """pre-activation ResNet-1001 baseline of the ProcResNet paper, CIFAR.
+
+    The pre-activation ResNet-1001 baseline of Zaeemzadeh et al., "Norm-Preservation: Why Residual
+    Networks Can Become Extremely Deep?" (TPAMI 2020), for 32×32 CIFAR images: a 16-channel 3×3 stem
+    with BatchNorm and ReLU, then three stages of 111 bottlenecks with inner widths 16, 32 and 64
+    (outputs 64, 128 and 256) whose projection shortcuts have their own BatchNorm and ReLU; depth
+    1001 = 9n + 2 with n = 111 (shortcut convolutions not counted).
+    """
+    return ProcResNetBaseline(111, num_classes=num_classes)

@@ -2,9 +2,9 @@
 
 Paper: Zhang, Yu, Wang, Gu, "Convergence Theory of Learning Over-parameterized ResNet: A
 Full Characterization" (arXiv 1903.07120). Layout and state-dict keys follow
-dayu11/tau-ResNet (``shared/spec/ARCHITECTURES.md`` §3): CIFAR nets use ``conv1``, ``bn1``,
-``layer1..3``, ``fc``; the ImageNet BN nets use exactly torchvision's ResNet keys, so
-torchvision weights load into them (with tau = 1 they *are* torchvision's ResNets).
+dayu11/tau-ResNet: CIFAR nets use ``conv1``, ``bn1``, ``layer1..3``, ``fc``; the ImageNet
+BN nets use exactly torchvision's ResNet keys, so torchvision weights load into them
+(with tau = 1 they *are* torchvision's ResNets).
 
 tau defaults to the paper's rule: ``1/sqrt(L)`` on CIFAR with L the total number of
 residual blocks (resnet110: L = 54, tau = 0.136), ``2/sqrt(L)`` on ImageNet with L the
@@ -32,7 +32,7 @@ from torch import nn
 
 from normresnet_export.errors import InputError
 from normresnet_export.models._layers import conv1x1, conv3x3, init_conv_bn, make_head
-from normresnet_export.models._registry import register_partial
+from normresnet_export.models._registry import register_model
 from normresnet_export.models.torch_resnet import make_stages
 from normresnet_export.nn.pooling import GlobalAvgPool2d
 from normresnet_export.nn.scale import Scale
@@ -261,50 +261,258 @@ def _reconcile_shared_tau(model: nn.Module, state_dict: dict[str, Any], prefix: 
 # --------------------------------------------------------------------------------------------- builders
 
 
-def _tau_resnet(
-    blocks_per_stage: tuple[int, ...], imagenet: bool, batch_norm: bool, *, num_classes: int, tau: float
-) -> TauResNet:
-    """Build a tau-ResNet; the registered builders are partials of this with the paper's default tau."""
-    return TauResNet(
-        blocks_per_stage, tau=tau, num_classes=num_classes, imagenet=imagenet, batch_norm=batch_norm
-    )
-
-
 def default_tau(blocks_per_stage: tuple[int, ...], *, imagenet: bool) -> float:
-    """The paper's tau: ``1/sqrt(sum of blocks)`` on CIFAR, ``2/sqrt(max blocks per stage)`` on ImageNet."""
+    """The paper's tau: ``1/sqrt(sum of blocks)`` on CIFAR, ``2/sqrt(max blocks per stage)`` on ImageNet.
+
+    Every registered builder's ``tau`` default is this rule, written out in its signature
+    (``tau_resnet110``: ``1 / math.sqrt(54)``); use it for a depth of your own.
+    """
     if imagenet:
         return 2.0 / math.sqrt(max(blocks_per_stage))
     return 1.0 / math.sqrt(sum(blocks_per_stage))
 
 
-_CIFAR_DEPTHS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18, 1202: 200}  # depth = 6n + 2
-_IMAGENET_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+# One builder per depth, with BatchNorm and without (``_nobn``): CIFAR 6n + 2, then the ImageNet ones.
 
 
-def _register_all() -> None:
-    designs = [(d, (n, n, n), False) for d, n in _CIFAR_DEPTHS.items()]
-    designs += [(d, blocks, True) for d, blocks in _IMAGENET_DEPTHS.items()]
-    for depth, blocks, imagenet in designs:
-        tau = default_tau(blocks, imagenet=imagenet)
-        dataset = "imagenet" if imagenet else "cifar"
-        layout = "-".join(map(str, blocks))
-        for batch_norm, suffix, variant in (
-            (True, "", "with BatchNorm"),
-            (False, "_nobn", "without BatchNorm"),
-        ):
-            register_partial(
-                f"tau_resnet{depth}{suffix}",
-                _tau_resnet,
-                blocks,
-                imagenet,
-                batch_norm,
-                family="tau-resnet",
-                dataset=dataset,
-                description=f"tau-ResNet-{depth} {variant}, {dataset}, blocks {layout}, "
-                f"default tau {tau:.3f}",
-                num_classes=1000 if imagenet else 10,
-                tau=tau,
-            )
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet20(*, num_classes: int = 10, tau: float = 1 / math.sqrt(9)) -> TauResNet:
+    """tau-ResNet-20 with BatchNorm, cifar, blocks 3-3-3, default tau 0.333.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-20 (a 3×3 stem, then three stages of 3 basic blocks at widths 16, 32 and
+    64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 9 residual blocks.
+    """
+    return TauResNet((3, 3, 3), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
 
 
-_register_all()
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet20_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(9)) -> TauResNet:
+    """tau-ResNet-20 without BatchNorm, cifar, blocks 3-3-3, default tau 0.333.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-20 (a 3×3 stem, then three stages of 3 basic blocks at widths 16, 32 and
+    64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 9 residual blocks.
+    """
+    return TauResNet((3, 3, 3), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet32(*, num_classes: int = 10, tau: float = 1 / math.sqrt(15)) -> TauResNet:
+    """tau-ResNet-32 with BatchNorm, cifar, blocks 5-5-5, default tau 0.258.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-32 (a 3×3 stem, then three stages of 5 basic blocks at widths 16, 32 and
+    64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 15 residual blocks.
+    """
+    return TauResNet((5, 5, 5), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet32_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(15)) -> TauResNet:
+    """tau-ResNet-32 without BatchNorm, cifar, blocks 5-5-5, default tau 0.258.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-32 (a 3×3 stem, then three stages of 5 basic blocks at widths 16, 32 and
+    64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 15 residual blocks.
+    """
+    return TauResNet((5, 5, 5), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet44(*, num_classes: int = 10, tau: float = 1 / math.sqrt(21)) -> TauResNet:
+    """tau-ResNet-44 with BatchNorm, cifar, blocks 7-7-7, default tau 0.218.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-44 (a 3×3 stem, then three stages of 7 basic blocks at widths 16, 32 and
+    64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 21 residual blocks.
+    """
+    return TauResNet((7, 7, 7), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet44_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(21)) -> TauResNet:
+    """tau-ResNet-44 without BatchNorm, cifar, blocks 7-7-7, default tau 0.218.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-44 (a 3×3 stem, then three stages of 7 basic blocks at widths 16, 32 and
+    64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 21 residual blocks.
+    """
+    return TauResNet((7, 7, 7), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet56(*, num_classes: int = 10, tau: float = 1 / math.sqrt(27)) -> TauResNet:
+    """tau-ResNet-56 with BatchNorm, cifar, blocks 9-9-9, default tau 0.192.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-56 (a 3×3 stem, then three stages of 9 basic blocks at widths 16, 32 and
+    64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 27 residual blocks.
+    """
+    return TauResNet((9, 9, 9), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet56_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(27)) -> TauResNet:
+    """tau-ResNet-56 without BatchNorm, cifar, blocks 9-9-9, default tau 0.192.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-56 (a 3×3 stem, then three stages of 9 basic blocks at widths 16, 32 and
+    64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 27 residual blocks.
+    """
+    return TauResNet((9, 9, 9), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet110(*, num_classes: int = 10, tau: float = 1 / math.sqrt(54)) -> TauResNet:
+    """tau-ResNet-110 with BatchNorm, cifar, blocks 18-18-18, default tau 0.136.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-110 (a 3×3 stem, then three stages of 18 basic blocks at widths 16, 32
+    and 64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 54 residual blocks.
+    """
+    return TauResNet((18, 18, 18), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet110_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(54)) -> TauResNet:
+    """tau-ResNet-110 without BatchNorm, cifar, blocks 18-18-18, default tau 0.136.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-110 (a 3×3 stem, then three stages of 18 basic blocks at widths 16, 32
+    and 64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 54 residual blocks.
+    """
+    return TauResNet((18, 18, 18), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet1202(*, num_classes: int = 10, tau: float = 1 / math.sqrt(600)) -> TauResNet:
+    """tau-ResNet-1202 with BatchNorm, cifar, blocks 200-200-200, default tau 0.041.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-1202 (a 3×3 stem, then three stages of 200 basic blocks at widths 16, 32
+    and 64) whose residual branches are scaled by the constant ``tau``. The default is the paper's
+    1/sqrt(L) for L = 600 residual blocks.
+    """
+    return TauResNet((200, 200, 200), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="cifar")
+def tau_resnet1202_nobn(*, num_classes: int = 10, tau: float = 1 / math.sqrt(600)) -> TauResNet:
+    """tau-ResNet-1202 without BatchNorm, cifar, blocks 200-200-200, default tau 0.041.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 32×32 CIFAR images: a
+    post-activation ResNet-1202 (a 3×3 stem, then three stages of 200 basic blocks at widths 16, 32
+    and 64) with scalar offsets around every convolution instead of BatchNorm, and one learnable
+    ``tau``, shared by every block, scaling the residual branches. It starts at the paper's
+    1/sqrt(L) for L = 600 residual blocks.
+    """
+    return TauResNet((200, 200, 200), tau=tau, num_classes=num_classes, imagenet=False, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet50(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(6)) -> TauResNet:
+    """tau-ResNet-50 with BatchNorm, imagenet, blocks 3-4-6-3, default tau 0.816.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 224×224 ImageNet images:
+    torchvision's ResNet-50 (four stages of 3, 4, 6 and 3 bottleneck blocks, with its state-dict
+    keys) whose residual branches are scaled by the constant ``tau``; with tau = 1 it is that
+    ResNet. The default is the paper's 2/sqrt(L) for L = 6 blocks in the longest stage.
+    """
+    return TauResNet((3, 4, 6, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet50_nobn(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(6)) -> TauResNet:
+    """tau-ResNet-50 without BatchNorm, imagenet, blocks 3-4-6-3, default tau 0.816.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 224×224 ImageNet images: the
+    layout of torchvision's ResNet-50 (four stages of 3, 4, 6 and 3 bottleneck blocks) with scalar
+    offsets around every convolution instead of BatchNorm, and one learnable ``tau``, shared by
+    every block, scaling the residual branches. It starts at the paper's 2/sqrt(L) for L = 6 blocks
+    in the longest stage.
+    """
+    return TauResNet((3, 4, 6, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet101(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(23)) -> TauResNet:
+    """tau-ResNet-101 with BatchNorm, imagenet, blocks 3-4-23-3, default tau 0.417.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 224×224 ImageNet images:
+    torchvision's ResNet-101 (four stages of 3, 4, 23 and 3 bottleneck blocks, with its state-dict
+    keys) whose residual branches are scaled by the constant ``tau``; with tau = 1 it is that
+    ResNet. The default is the paper's 2/sqrt(L) for L = 23 blocks in the longest stage.
+    """
+    return TauResNet((3, 4, 23, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet101_nobn(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(23)) -> TauResNet:
+    """tau-ResNet-101 without BatchNorm, imagenet, blocks 3-4-23-3, default tau 0.417.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 224×224 ImageNet images: the
+    layout of torchvision's ResNet-101 (four stages of 3, 4, 23 and 3 bottleneck blocks) with scalar
+    offsets around every convolution instead of BatchNorm, and one learnable ``tau``, shared by
+    every block, scaling the residual branches. It starts at the paper's 2/sqrt(L) for L = 23 blocks
+    in the longest stage.
+    """
+    return TauResNet((3, 4, 23, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=False)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet152(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(36)) -> TauResNet:
+    """tau-ResNet-152 with BatchNorm, imagenet, blocks 3-8-36-3, default tau 0.333.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), with BatchNorm, for 224×224 ImageNet images:
+    torchvision's ResNet-152 (four stages of 3, 8, 36 and 3 bottleneck blocks, with its state-dict
+    keys) whose residual branches are scaled by the constant ``tau``; with tau = 1 it is that
+    ResNet. The default is the paper's 2/sqrt(L) for L = 36 blocks in the longest stage.
+    """
+    return TauResNet((3, 8, 36, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=True)
+
+
+@register_model(family="tau-resnet", dataset="imagenet")
+def tau_resnet152_nobn(*, num_classes: int = 1000, tau: float = 2 / math.sqrt(36)) -> TauResNet:
+    """tau-ResNet-152 without BatchNorm, imagenet, blocks 3-8-36-3, default tau 0.333.
+
+    The tau-ResNet of Zhang et al., "Convergence Theory of Learning Over-parameterized ResNet: A
+    Full Characterization" (arXiv 1903.07120), without BatchNorm, for 224×224 ImageNet images: the
+    layout of torchvision's ResNet-152 (four stages of 3, 8, 36 and 3 bottleneck blocks) with scalar
+    offsets around every convolution instead of BatchNorm, and one learnable ``tau``, shared by
+    every block, scaling the residual branches. It starts at the paper's 2/sqrt(L) for L = 36 blocks
+    in the longest stage.
+    """
+    return TauResNet((3, 8, 36, 3), tau=tau, num_classes=num_classes, imagenet=True, batch_norm=False)

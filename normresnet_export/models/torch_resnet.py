@@ -4,11 +4,13 @@ Papers: He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016) an
 "Identity Mappings in Deep Residual Networks" (ECCV 2016); Zagoruyko & Komodakis, "Wide
 Residual Networks" (BMVC 2016). Layout and state-dict keys follow raphaelreme/torch-resnet
 0.0.4 (``init_layer``, ``layers.<stage>.<block>``, ``shortcut``, ``norm``, ``head``) so its
-checkpoints map one to one; see ``shared/spec/ARCHITECTURES.md`` §4.
+checkpoints map one to one.
 
-Every network is described by a :class:`ResNetSpec`; the builders at the bottom register
-one name per depth the papers use. Shortcut options (``shortcut="A"|"B"|"C"|"conv"``) are
-in :mod:`normresnet_export.nn.shortcuts`.
+Every network is described by a :class:`ResNetSpec`. The builders at the bottom, one
+registered function per name the papers use (``resnet56``, ``preact_resnet164``,
+``wide_resnet28_10``…), all delegate to :func:`_resnet` and take the same keywords:
+``num_classes``, ``shortcut`` (``"A"|"B"|"C"|"conv"``, see
+:mod:`normresnet_export.nn.shortcuts`), ``drop_rate`` and ``zero_init_residual``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +26,9 @@ from torch import nn
 
 from normresnet_export.errors import InputError
 from normresnet_export.models._layers import conv1x1, conv3x3, init_conv_bn, make_head
-from normresnet_export.models._registry import Dataset, register_partial
+from normresnet_export.models._registry import register_model
 from normresnet_export.nn.pooling import GlobalAvgPool2d
-from normresnet_export.nn.shortcuts import make_shortcut
+from normresnet_export.nn.shortcuts import ShortcutOption, make_shortcut
 
 BlockKind = Literal["basic", "bottleneck"]
 
@@ -417,18 +419,32 @@ class PreActResNet(_ResNetBase):
 
 # --------------------------------------------------------------------------------------------- builders
 
+ResNetT = TypeVar("ResNetT", ResNet, PreActResNet)
+
 
 def _resnet(
+    network: type[ResNetT],
     spec: ResNetSpec,
-    preact: bool,
     *,
     num_classes: int,
-    shortcut: str = "B",
-    drop_rate: float = 0.0,
-    zero_init_residual: bool = False,
-) -> nn.Module:
-    """Build a (pre-activation) ResNet of ``spec``; the registered builders are partials of this."""
-    network = PreActResNet if preact else ResNet
+    shortcut: ShortcutOption,
+    drop_rate: float,
+    zero_init_residual: bool,
+) -> ResNetT:
+    """Build ``network`` in the shape ``spec``: the one body of every registered torch-resnet builder.
+
+    Args:
+        network: :class:`ResNet` (post-activation) or :class:`PreActResNet`.
+        spec: Blocks, stages, widths and stem of the design.
+        num_classes: Classifier size; 0 returns the pooled ``out_planes`` features.
+        shortcut: ``"A"`` identity with zero channels, ``"B"`` 1×1 projection where the shape
+            changes (the papers' default), ``"C"`` 1×1 projection in every block, ``"conv"``
+            3×3 projection where the shape changes.
+        drop_rate: Dropout between the two convolutions of a basic block (0.3 in the wide
+            ResNets); bottlenecks refuse a non-zero rate.
+        zero_init_residual: Zero the last BatchNorm (post-activation) or convolution
+            (pre-activation) of every branch, so each block starts as its shortcut.
+    """
     return network(
         spec,
         num_classes=num_classes,
@@ -438,100 +454,1804 @@ def _resnet(
     )
 
 
-_CIFAR_WIDTHS = (16, 32, 64)
-_IMAGENET_WIDTHS = (64, 128, 256, 512)
-
-#: CIFAR depths: 6n + 2 with basic blocks, 9n + 2 with bottlenecks (shortcut convs not counted).
-_CIFAR_DEPTHS: dict[int, tuple[BlockKind, int]] = {
-    20: ("basic", 3),
-    32: ("basic", 5),
-    44: ("basic", 7),
-    56: ("basic", 9),
-    110: ("basic", 18),
-    164: ("bottleneck", 18),
-    1001: ("bottleneck", 111),
-    1202: ("basic", 200),
-}
-_IMAGENET_DEPTHS: dict[int, tuple[BlockKind, tuple[int, ...]]] = {
-    18: ("basic", (2, 2, 2, 2)),
-    34: ("basic", (3, 4, 6, 3)),
-    50: ("bottleneck", (3, 4, 6, 3)),
-    101: ("bottleneck", (3, 4, 23, 3)),
-    152: ("bottleneck", (3, 8, 36, 3)),
-    200: ("bottleneck", (3, 24, 36, 3)),
-}
-#: Wide ResNets (CIFAR): depth 6n + 4 and the widths the WRN paper reports.
-_WRN_DEPTHS = {16: 2, 28: 4, 40: 6}
-_WRN_WIDTHS = (1, 2, 4, 8, 10)
+def _cifar_spec(block: BlockKind, n: int, *, width: int = 1) -> ResNetSpec:
+    """CIFAR layout: a 16-channel 3×3 stem, then three stages of ``n`` blocks at base widths 16, 32, 64."""
+    return ResNetSpec(block, (n, n, n), (16, 32, 64), 16, small_images=True, width=width)
 
 
-def _register(
-    name: str, spec: ResNetSpec, preact: bool, dataset: Dataset, description: str, **defaults: object
-) -> None:
-    defaults.setdefault("num_classes", 10 if dataset == "cifar" else 1000)
-    register_partial(
-        name,
-        _resnet,
-        spec,
-        preact,
-        family="torch-resnet",
-        dataset=dataset,
-        description=description,
-        **defaults,
+def _imagenet_spec(
+    block: BlockKind, blocks_per_stage: tuple[int, ...], *, small_images: bool = False, width: int = 1
+) -> ResNetSpec:
+    """ImageNet layout: a 64-channel stem (7×7/2 + max-pool, or CIFAR's 3×3), stages at 64…512."""
+    return ResNetSpec(
+        block, blocks_per_stage, (64, 128, 256, 512), 64, small_images=small_images, width=width
     )
 
 
-def _register_all() -> None:
-    for preact, prefix, kind in ((False, "", "ResNet"), (True, "preact_", "pre-activation ResNet")):
-        for depth, (block, n) in _CIFAR_DEPTHS.items():
-            spec = ResNetSpec(block, (n, n, n), _CIFAR_WIDTHS, 16, small_images=True)
-            _register(
-                f"{prefix}resnet{depth}",
-                spec,
-                preact,
-                "cifar",
-                f"{kind}-{depth}, CIFAR, {block} blocks {n}-{n}-{n}",
-            )
-        for depth, (block, blocks) in _IMAGENET_DEPTHS.items():
-            layout = "-".join(map(str, blocks))
-            spec = ResNetSpec(block, blocks, _IMAGENET_WIDTHS, 64, small_images=False)
-            _register(
-                f"{prefix}resnet{depth}",
-                spec,
-                preact,
-                "imagenet",
-                f"{kind}-{depth}, ImageNet, {block} blocks {layout}",
-            )
-            small = ResNetSpec(block, blocks, _IMAGENET_WIDTHS, 64, small_images=True)
-            _register(
-                f"{prefix}resnet{depth}_small",
-                small,
-                preact,
-                "cifar",
-                f"{kind}-{depth} with a CIFAR stem (3×3 conv, no max-pool), {block} blocks {layout}",
-            )
-        for depth, n in _WRN_DEPTHS.items():
-            for width in _WRN_WIDTHS:
-                spec = ResNetSpec("basic", (n, n, n), _CIFAR_WIDTHS, 16, small_images=True, width=width)
-                _register(
-                    f"{prefix}wide_resnet{depth}_{width}",
-                    spec,
-                    preact,
-                    "cifar",
-                    f"wide {kind} WRN-{depth}-{width}, CIFAR, dropout 0.3",
-                    drop_rate=0.3,
-                )
-    for depth in (50, 101):
-        spec = ResNetSpec(
-            "bottleneck", _IMAGENET_DEPTHS[depth][1], _IMAGENET_WIDTHS, 64, small_images=False, width=2
-        )
-        _register(
-            f"wide_resnet{depth}_2",
-            spec,
-            False,
-            "imagenet",
-            f"wide ResNet WRN-{depth}-2, ImageNet, bottleneck width ×2",
-        )
+# One builder per name the papers use: post-activation, then pre-activation; CIFAR depths
+# (6n + 2 with basic blocks, 9n + 2 with bottlenecks), ImageNet depths and their CIFAR-stem
+# ("_small") variants, wide ResNets (6n + 4, widths 1 to 10); then the ImageNet WRN-50/101-2.
 
 
-_register_all()
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet20(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-20, CIFAR, basic blocks 3-3-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 3 basic blocks at
+    widths 16, 32 and 64, depth 20 = 6n + 2 with n = 3 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 3),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet32(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-32, CIFAR, basic blocks 5-5-5.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 5 basic blocks at
+    widths 16, 32 and 64, depth 32 = 6n + 2 with n = 5 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 5),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet44(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-44, CIFAR, basic blocks 7-7-7.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 7 basic blocks at
+    widths 16, 32 and 64, depth 44 = 6n + 2 with n = 7 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 7),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet56(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-56, CIFAR, basic blocks 9-9-9.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 9 basic blocks at
+    widths 16, 32 and 64, depth 56 = 6n + 2 with n = 9 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 9),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet110(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-110, CIFAR, basic blocks 18-18-18.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 18 basic blocks at
+    widths 16, 32 and 64, depth 110 = 6n + 2 with n = 18 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 18),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet164(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-164, CIFAR, bottleneck blocks 18-18-18.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 18 bottleneck blocks
+    with inner widths 16, 32 and 64 (outputs 64, 128 and 256), depth 164 = 9n + 2 with n = 18
+    (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("bottleneck", 18),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet1001(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-1001, CIFAR, bottleneck blocks 111-111-111.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 111 bottleneck blocks
+    with inner widths 16, 32 and 64 (outputs 64, 128 and 256), depth 1001 = 9n + 2 with n = 111
+    (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("bottleneck", 111),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet1202(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-1202, CIFAR, basic blocks 200-200-200.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 200 basic blocks at
+    widths 16, 32 and 64, depth 1202 = 6n + 2 with n = 200 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 200),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet18(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-18, ImageNet, basic blocks 2-2-2-2.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 2, 2, 2 and 2 basic blocks at widths 64, 128, 256 and 512, 18 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("basic", (2, 2, 2, 2)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet18_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-18 with a CIFAR stem (3×3 conv, no max-pool), basic blocks 2-2-2-2.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 2, 2, 2 and 2 basic blocks at widths 64, 128, 256
+    and 512, 18 layers deep), with a CIFAR stem for 32×32 images: a stride-1 3×3 convolution and no
+    max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("basic", (2, 2, 2, 2), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet34(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-34, ImageNet, basic blocks 3-4-6-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 6 and 3 basic blocks at widths 64, 128, 256 and 512, 34 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("basic", (3, 4, 6, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet34_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-34 with a CIFAR stem (3×3 conv, no max-pool), basic blocks 3-4-6-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 3, 4, 6 and 3 basic blocks at widths 64, 128, 256
+    and 512, 34 layers deep), with a CIFAR stem for 32×32 images: a stride-1 3×3 convolution and no
+    max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("basic", (3, 4, 6, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet50(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-50, ImageNet, bottleneck blocks 3-4-6-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 6 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256 to
+    2048), 50 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 6, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet50_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-50 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-4-6-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 3, 4, 6 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 50 layers deep), with a CIFAR stem for 32×32 images:
+    a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 6, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet101(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-101, ImageNet, bottleneck blocks 3-4-23-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 23 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 101 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 23, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet101_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-101 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-4-23-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 3, 4, 23 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 101 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 23, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet152(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-152, ImageNet, bottleneck blocks 3-8-36-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 8, 36 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 152 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 8, 36, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet152_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-152 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-8-36-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 3, 8, 36 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 152 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 8, 36, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def resnet200(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-200, ImageNet, bottleneck blocks 3-24-36-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 24, 36 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 200 layers deep.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 24, 36, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def resnet200_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """ResNet-200 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-24-36-3.
+
+    The post-activation ResNet of He et al., "Deep Residual Learning for Image Recognition" (CVPR
+    2016) in its ImageNet layout (four stages of 3, 24, 36 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 200 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 24, 36, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet16_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-16-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 2 basic blocks at widths 16, 32 and 64 (k = 1), depth 16 = 6n + 4
+    with n = 2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 2, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet16_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-16-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 2 basic blocks at widths 32, 64 and 128 (k = 2), depth 16 = 6n + 4
+    with n = 2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 2, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet16_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-16-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 2 basic blocks at widths 64, 128 and 256 (k = 4), depth 16 = 6n + 4
+    with n = 2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 2, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet16_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-16-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 2 basic blocks at widths 128, 256 and 512 (k = 8), depth 16 = 6n + 4
+    with n = 2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 2, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet16_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-16-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 2 basic blocks at widths 160, 320 and 640 (k = 10), depth 16 = 6n + 4
+    with n = 2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 2, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet28_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-28-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 4 basic blocks at widths 16, 32 and 64 (k = 1), depth 28 = 6n + 4
+    with n = 4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 4, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet28_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-28-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 4 basic blocks at widths 32, 64 and 128 (k = 2), depth 28 = 6n + 4
+    with n = 4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 4, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet28_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-28-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 4 basic blocks at widths 64, 128 and 256 (k = 4), depth 28 = 6n + 4
+    with n = 4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 4, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet28_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-28-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 4 basic blocks at widths 128, 256 and 512 (k = 8), depth 28 = 6n + 4
+    with n = 4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 4, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet28_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-28-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 4 basic blocks at widths 160, 320 and 640 (k = 10), depth 28 = 6n + 4
+    with n = 4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 4, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet40_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-40-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 6 basic blocks at widths 16, 32 and 64 (k = 1), depth 40 = 6n + 4
+    with n = 6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 6, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet40_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-40-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 6 basic blocks at widths 32, 64 and 128 (k = 2), depth 40 = 6n + 4
+    with n = 6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 6, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet40_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-40-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 6 basic blocks at widths 64, 128 and 256 (k = 4), depth 40 = 6n + 4
+    with n = 6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 6, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet40_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-40-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 6 basic blocks at widths 128, 256 and 512 (k = 8), depth 40 = 6n + 4
+    with n = 6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 6, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def wide_resnet40_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-40-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    post-activation blocks, as torch-resnet builds it, for 32×32 CIFAR images: a 16-channel 3×3
+    stem, then three stages of 6 basic blocks at widths 160, 320 and 640 (k = 10), depth 40 = 6n + 4
+    with n = 6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        ResNet,
+        _cifar_spec("basic", 6, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet20(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-20, CIFAR, basic blocks 3-3-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 3 basic blocks at
+    widths 16, 32 and 64, depth 20 = 6n + 2 with n = 3 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 3),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet32(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-32, CIFAR, basic blocks 5-5-5.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 5 basic blocks at
+    widths 16, 32 and 64, depth 32 = 6n + 2 with n = 5 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 5),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet44(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-44, CIFAR, basic blocks 7-7-7.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 7 basic blocks at
+    widths 16, 32 and 64, depth 44 = 6n + 2 with n = 7 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 7),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet56(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-56, CIFAR, basic blocks 9-9-9.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 9 basic blocks at
+    widths 16, 32 and 64, depth 56 = 6n + 2 with n = 9 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 9),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet110(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-110, CIFAR, basic blocks 18-18-18.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 18 basic blocks at
+    widths 16, 32 and 64, depth 110 = 6n + 2 with n = 18 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 18),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet164(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-164, CIFAR, bottleneck blocks 18-18-18.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 18 bottleneck blocks
+    with inner widths 16, 32 and 64 (outputs 64, 128 and 256), depth 164 = 9n + 2 with n = 18
+    (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("bottleneck", 18),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet1001(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-1001, CIFAR, bottleneck blocks 111-111-111.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 111 bottleneck blocks
+    with inner widths 16, 32 and 64 (outputs 64, 128 and 256), depth 1001 = 9n + 2 with n = 111
+    (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("bottleneck", 111),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet1202(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-1202, CIFAR, basic blocks 200-200-200.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 32×32 CIFAR images: a 16-channel 3×3 stem, then three stages of 200 basic blocks at
+    widths 16, 32 and 64, depth 1202 = 6n + 2 with n = 200 (shortcut convolutions not counted).
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 200),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet18(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-18, ImageNet, basic blocks 2-2-2-2.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 2, 2, 2 and 2 basic blocks at widths 64, 128, 256 and 512, 18 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("basic", (2, 2, 2, 2)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet18_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-18 with a CIFAR stem (3×3 conv, no max-pool), basic blocks 2-2-2-2.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 2, 2, 2 and 2 basic blocks at widths 64, 128, 256
+    and 512, 18 layers deep), with a CIFAR stem for 32×32 images: a stride-1 3×3 convolution and no
+    max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("basic", (2, 2, 2, 2), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet34(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-34, ImageNet, basic blocks 3-4-6-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 6 and 3 basic blocks at widths 64, 128, 256 and 512, 34 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("basic", (3, 4, 6, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet34_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-34 with a CIFAR stem (3×3 conv, no max-pool), basic blocks 3-4-6-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 3, 4, 6 and 3 basic blocks at widths 64, 128, 256
+    and 512, 34 layers deep), with a CIFAR stem for 32×32 images: a stride-1 3×3 convolution and no
+    max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("basic", (3, 4, 6, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet50(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-50, ImageNet, bottleneck blocks 3-4-6-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 6 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256 to
+    2048), 50 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 4, 6, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet50_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-50 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-4-6-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 3, 4, 6 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 50 layers deep), with a CIFAR stem for 32×32 images:
+    a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 4, 6, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet101(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-101, ImageNet, bottleneck blocks 3-4-23-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 4, 23 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 101 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 4, 23, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet101_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-101 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-4-23-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 3, 4, 23 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 101 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 4, 23, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet152(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-152, ImageNet, bottleneck blocks 3-8-36-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 8, 36 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 152 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 8, 36, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet152_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-152 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-8-36-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 3, 8, 36 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 152 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 8, 36, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def preact_resnet200(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-200, ImageNet, bottleneck blocks 3-24-36-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016), for 224×224 ImageNet images: a 64-channel 7×7/2 stem and a 3×3/2 max-pool, then four
+    stages of 3, 24, 36 and 3 bottleneck blocks with inner widths 64, 128, 256 and 512 (outputs 256
+    to 2048), 200 layers deep.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 24, 36, 3)),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_resnet200_small(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """pre-activation ResNet-200 with a CIFAR stem (3×3 conv, no max-pool), bottleneck blocks 3-24-36-3.
+
+    The pre-activation ResNet of He et al., "Identity Mappings in Deep Residual Networks" (ECCV
+    2016) in its ImageNet layout (four stages of 3, 24, 36 and 3 bottleneck blocks with inner widths
+    64, 128, 256 and 512 (outputs 256 to 2048), 200 layers deep), with a CIFAR stem for 32×32
+    images: a stride-1 3×3 convolution and no max-pool, so the last stage still sees 4×4 maps.
+    """
+    return _resnet(
+        PreActResNet,
+        _imagenet_spec("bottleneck", (3, 24, 36, 3), small_images=True),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet16_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-16-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 2 basic blocks at widths 16, 32 and 64 (k = 1), depth 16 = 6n + 4 with n = 2,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 2, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet16_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-16-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 2 basic blocks at widths 32, 64 and 128 (k = 2), depth 16 = 6n + 4 with n = 2,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 2, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet16_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-16-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 2 basic blocks at widths 64, 128 and 256 (k = 4), depth 16 = 6n + 4 with n = 2,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 2, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet16_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-16-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 2 basic blocks at widths 128, 256 and 512 (k = 8), depth 16 = 6n + 4 with n = 2,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 2, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet16_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-16-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-16-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 2 basic blocks at widths 160, 320 and 640 (k = 10), depth 16 = 6n + 4 with n =
+    2, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 2, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet28_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-28-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 4 basic blocks at widths 16, 32 and 64 (k = 1), depth 28 = 6n + 4 with n = 4,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 4, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet28_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-28-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 4 basic blocks at widths 32, 64 and 128 (k = 2), depth 28 = 6n + 4 with n = 4,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 4, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet28_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-28-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 4 basic blocks at widths 64, 128 and 256 (k = 4), depth 28 = 6n + 4 with n = 4,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 4, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet28_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-28-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 4 basic blocks at widths 128, 256 and 512 (k = 8), depth 28 = 6n + 4 with n = 4,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 4, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet28_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-28-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-28-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 4 basic blocks at widths 160, 320 and 640 (k = 10), depth 28 = 6n + 4 with n =
+    4, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 4, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet40_1(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-40-1, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-1 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 6 basic blocks at widths 16, 32 and 64 (k = 1), depth 40 = 6n + 4 with n = 6,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 6, width=1),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet40_2(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-40-2, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 6 basic blocks at widths 32, 64 and 128 (k = 2), depth 40 = 6n + 4 with n = 6,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 6, width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet40_4(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-40-4, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-4 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 6 basic blocks at widths 64, 128 and 256 (k = 4), depth 40 = 6n + 4 with n = 6,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 6, width=4),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet40_8(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-40-8, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-8 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 6 basic blocks at widths 128, 256 and 512 (k = 8), depth 40 = 6n + 4 with n = 6,
+    and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 6, width=8),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="cifar")
+def preact_wide_resnet40_10(
+    *,
+    num_classes: int = 10,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.3,
+    zero_init_residual: bool = False,
+) -> PreActResNet:
+    """wide pre-activation ResNet WRN-40-10, CIFAR, dropout 0.3.
+
+    The wide ResNet WRN-40-10 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), with
+    the pre-activation blocks of the paper, for 32×32 CIFAR images: a 16-channel 3×3 stem, then
+    three stages of 6 basic blocks at widths 160, 320 and 640 (k = 10), depth 40 = 6n + 4 with n =
+    6, and dropout 0.3 between the two convolutions of each block.
+    """
+    return _resnet(
+        PreActResNet,
+        _cifar_spec("basic", 6, width=10),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def wide_resnet50_2(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-50-2, ImageNet, bottleneck width ×2.
+
+    The wide ResNet WRN-50-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), in
+    torchvision's form, for 224×224 ImageNet images: the layout of ResNet-50 (a 7×7/2 stem and a
+    max-pool, then four stages of 3, 4, 6 and 3 bottleneck blocks) with the inner width of every
+    bottleneck doubled (128 to 1024); the block outputs (256 to 2048) are unchanged.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 6, 3), width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
+
+
+@register_model(family="torch-resnet", dataset="imagenet")
+def wide_resnet101_2(
+    *,
+    num_classes: int = 1000,
+    shortcut: ShortcutOption = "B",
+    drop_rate: float = 0.0,
+    zero_init_residual: bool = False,
+) -> ResNet:
+    """wide ResNet WRN-101-2, ImageNet, bottleneck width ×2.
+
+    The wide ResNet WRN-101-2 of Zagoruyko & Komodakis, "Wide Residual Networks" (BMVC 2016), in
+    torchvision's form, for 224×224 ImageNet images: the layout of ResNet-101 (a 7×7/2 stem and a
+    max-pool, then four stages of 3, 4, 23 and 3 bottleneck blocks) with the inner width of every
+    bottleneck doubled (128 to 1024); the block outputs (256 to 2048) are unchanged.
+    """
+    return _resnet(
+        ResNet,
+        _imagenet_spec("bottleneck", (3, 4, 23, 3), width=2),
+        num_classes=num_classes,
+        shortcut=shortcut,
+        drop_rate=drop_rate,
+        zero_init_residual=zero_init_residual,
+    )
