@@ -24,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/normexport fold $(DEMO)/best.pt -o $(DEMO)/folded.pt
 	$(BIN)/normexport export $(DEMO)/best.pt --format onnx -o $(DEMO)/resnet20.onnx
 	$(BIN)/normexport check $(DEMO)/best.pt $(DEMO)/resnet20.onnx --data digits --samples 300 --batch-sizes 1,32
-	$(BIN)/python -c "from trainers.datasets import write_digit_images; write_digit_images('$(DEMO)/images', 6)"
+	$(BIN)/python -c "from normresnet_export.data.digits import write_digit_images; write_digit_images('$(DEMO)/images', 6)"
 	$(BIN)/normexport predict $(DEMO)/resnet20.onnx $(DEMO)/images --top-k 3
 
 test: $(STAMP)

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import normresnet_export as nx
+from normresnet_export.data.digits import load_digits as load_digits_tensors
 from trainers import TrainConfig, Trainer
-from trainers.datasets import load_digits_tensors
 
 
 def _ours(arch: str, batch: int, steps: int, regul_freq: float | None, out: Path) -> Callable[[], int]:

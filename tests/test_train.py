@@ -141,6 +141,16 @@ def test_every_family_trains_one_step(tmp_path, arch, recipe):
         assert not torch.equal(last.model.tau, initial["tau"])
 
 
+def test_check_and_training_evaluate_on_the_same_digits():
+    from normresnet_export.data import digits
+
+    data = load_data("digits", recipe=RECIPES["torch-resnet"], input_size=32, limit_test=40)
+    images, labels = digits.test_split(limit=40)
+    assert images.dtype == torch.uint8 and images.shape == (40, 3, 32, 32) and labels.dtype == torch.int64
+    assert torch.equal(images, data.test.images) and torch.equal(labels, data.test.labels)
+    assert len(digits.test_split()[1]) == 360 and data.num_train == 1437
+
+
 # ------------------------------------------------------------------------------ recipe details
 
 

@@ -1,25 +1,31 @@
 """Training for every normexport family: ``normexport train`` and ``trainers.train(TrainConfig(...))``.
 
-One loop (``loop.py``) with each paper's recipe as named defaults (``recipes.py``), SGD
-parameter groups and the learning-rate schedule (``optim.py``), the data sets
-(``datasets.py``) with per-sample-seeded augmentation (``transforms.py``, ``sampling.py``),
-ProcResNet's Procrustes step (``procrustes.py``), resumable state (``state.py``), DDP under
-torchrun (``distributed.py``), and the run's records and progress display (``records.py``,
-``progress.py``). Data flows one way: this package uses ``normresnet_export``; the library
-never imports it.
+A request (``config.py``) is resolved once into frozen run settings (``settings.py``), with
+each paper's recipe as named defaults (``recipes.py``). The run (``loop.py``) then builds the
+model with its SGD parameter groups and schedule (``learner.py``, ``optim.py``), restores or
+seeds it (``checkpoints.py``, ``state.py``), and trains epoch by epoch (``epochs.py``) on
+batches fed to the device (``feed.py``) from the data sets (``datasets.py``) with
+per-sample-seeded augmentation (``transforms.py``, ``sampling.py``); ProcResNet's Procrustes
+step (``procrustes.py``), DDP under torchrun (``distributed.py``), and what the run reports
+(``report.py``, ``records.py``, ``progress.py``) complete it. Data flows one way: this
+package uses ``normresnet_export``; the library never imports it.
 """
 
 from trainers.config import TrainConfig
 from trainers.datasets import DATASETS, DataSource, load_data
-from trainers.loop import StepInfo, Trainer, TrainResult, train
+from trainers.epochs import StepInfo
+from trainers.loop import Trainer, train
 from trainers.procrustes import deviation_report
 from trainers.recipes import RECIPES, Recipe, Schedule, default_recipe_name, get_recipe
+from trainers.report import TrainResult
+from trainers.settings import RunSettings, resolve_settings
 
 __all__ = [
     "DATASETS",
     "RECIPES",
     "DataSource",
     "Recipe",
+    "RunSettings",
     "Schedule",
     "StepInfo",
     "TrainConfig",
@@ -29,5 +35,6 @@ __all__ = [
     "deviation_report",
     "get_recipe",
     "load_data",
+    "resolve_settings",
     "train",
 ]

@@ -1,8 +1,8 @@
 """The data sets ``normexport train`` reads: digits, CIFAR-10/100, ImageNet folders, any image folder.
 
-* ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8×8 images, no download),
-  upsampled bilinearly to 32×32 and repeated to RGB, with a fixed split of 1,437 training and
-  360 test images. It makes every family trainable, and checkable, on a machine without data.
+* ``digits``: scikit-learn's bundled handwritten digits (``normresnet_export.data.digits``:
+  1,797 real images as 32×32 RGB, no download, a fixed split of 1,437 training and 360 test
+  images). It makes every family trainable, and checkable, on a machine without data.
 * ``cifar10`` / ``cifar100``: torchvision's readers of the python batches; nothing is fetched
   unless ``--download`` is given.
 * ``imagenet``: ``DATA_DIR/train`` and ``DATA_DIR/val``, one directory per class.
@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from normresnet_export.data import digits
 from normresnet_export.errors import InputError
 from normresnet_export.preprocess import PRESETS, Preprocessing
 from trainers.recipes import Recipe
@@ -43,7 +43,6 @@ _CIFAR = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py", "CIFAR-10", "about 170 MB"),
     "cifar100": ("CIFAR100", "cifar-100-python", "CIFAR-100", "about 170 MB"),
 }
-_DIGITS_TEST = 360
 _FOLDER_TEST_FRACTION = 0.1
 _SPLIT_SEED = 0  # fixed: the test split must not move with --seed
 
@@ -157,72 +156,18 @@ def _small_preprocessing(mean: tuple[float, ...], std: tuple[float, ...]) -> Pre
     return Preprocessing(input_size=(3, 32, 32), mean=mean, std=std, resize=32, crop=32)
 
 
-def load_digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1,797 digits as ``uint8 [N, 3, 32, 32]`` (bilinear upsampling of the 8×8 originals) and labels.
-
-    Reads scikit-learn's bundled ``digits.csv.gz`` (what ``sklearn.datasets.load_digits``
-    reads: 64 pixel values 0–16 and the label per row) without importing scikit-learn, whose
-    import alone takes seconds.
-
-    Raises:
-        InputError: scikit-learn is not installed.
-    """
-    import importlib.util
-
-    import numpy as np
-
-    spec = importlib.util.find_spec("sklearn")
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(locations[0], "datasets", "data", "digits.csv.gz") if locations else None
-    if path is None or not path.is_file():
-        raise InputError(
-            "the digits data set ships with scikit-learn, which is not installed; "
-            "install it with `pip install scikit-learn`"
-        )
-    table = np.loadtxt(path, delimiter=",")
-    images = torch.tensor(table[:, :-1], dtype=torch.float32).view(-1, 1, 8, 8) / 16.0
-    images = F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
-    images = (images * 255).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    return images, torch.tensor(table[:, -1], dtype=torch.int64)
-
-
-def _digits_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(images, labels, test indices, train indices): the fixed split every digits run uses."""
-    images, labels = load_digits_tensors()
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(_SPLIT_SEED))
-    return images, labels, order[:_DIGITS_TEST], order[_DIGITS_TEST:]
-
-
-def write_digit_images(directory: str | os.PathLike[str], count: int) -> list[Path]:
-    """Write the first ``count`` held-out digits as 32×32 PNG files ``<index>_label<digit>.png`` (demos)."""
-    from PIL import Image
-
-    images, labels, test_idx, _ = _digits_split()
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for i in test_idx[:count].tolist():
-        path = target / f"{i:04d}_label{int(labels[i])}.png"
-        Image.fromarray(images[i].permute(1, 2, 0).numpy()).save(path)
-        written.append(path)
-    return written
-
-
 def _digits(recipe: Recipe, seed: int, limit_train: int | None, limit_test: int | None) -> DataSource:
-    images, labels, test_idx, all_train = _digits_split()
-    train_idx = all_train
-    train_idx = train_idx[: _limit(len(train_idx), limit_train)]
-    test_idx = test_idx[: _limit(len(test_idx), limit_test)]
-    train_images = images[train_idx]
-    # One grey value repeated over RGB: one statistic for all three channels.
-    pixels = images[all_train].float() / 255
+    images, labels = digits.train_split()
+    # One grey value repeated over RGB: one statistic for all three channels, over the whole split.
+    pixels = images.float() / 255
     mean, std = (round(float(pixels.mean()), 4),) * 3, (round(float(pixels.std()), 4),) * 3
+    count = _limit(len(labels), limit_train)
     augment = CropFlip(padding=4, mode=recipe.padding, flip=False)
     return DataSource(
         name="digits",
-        train=TensorImages(train_images, labels[train_idx], augment=augment, seed=seed),
-        test=TensorImages(images[test_idx], labels[test_idx]),
-        labels=[str(d) for d in range(10)],
+        train=TensorImages(images[:count], labels[:count], augment=augment, seed=seed),
+        test=TensorImages(*digits.test_split(limit_test)),
+        labels=list(digits.LABELS),
         mean=mean,
         std=std,
         preprocessing=_small_preprocessing(mean, std),

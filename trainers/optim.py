@@ -1,7 +1,7 @@
 """SGD with the recipe's parameter groups, and the learning rate at every step.
 
 Which parameters decay, and which learn at a scaled rate, is what distinguishes the
-recipes most (spec §1.6, §3.6, §4.7, §5.5): ProcResNet and LeNo decay everything;
+recipes most: ProcResNet and LeNo decay everything;
 torch-resnet only conv and linear weights; DiracNet every tensor that is not 1-D (so
 alpha, beta, BatchNorm parameters and biases never decay); tau-ResNet learns its scalar
 offsets and tau at a tenth of the rate.
@@ -146,7 +146,7 @@ def main_lr(optimizer: torch.optim.Optimizer) -> float:
 
 
 def average_tau_gradient(model: nn.Module) -> None:
-    """Divide a shared tau's gradient by the number of blocks that use it (tau-ResNet, spec §3.3).
+    """Divide a shared tau's gradient by the number of blocks that use it (tau-ResNet).
 
     The one tau parameter is registered in every block, so its gradient is the sum over the
     blocks; the reference averages it (only under DataParallel — here always).

@@ -1,4 +1,4 @@
-"""Each paper's training recipe as named, typed defaults (``shared/spec/ARCHITECTURES.md`` §1.6–5.5).
+"""Each paper's training recipe as named, typed defaults.
 
 A recipe fixes what the reference training script did: epochs, batch size, SGD settings,
 which parameters get weight decay, per-group learning rates, the learning-rate schedule, the
@@ -12,13 +12,13 @@ Schedules are written for the reference's own length and stretch with it: a run 
 recipe's own length (and, for per-step schedules, the reference's steps per epoch) the
 milestones are exactly the reference's.
 
-Deliberate decisions about the references' quirks (spec §8):
+Deliberate decisions about the references' quirks:
 
 * LeNo steps its scheduler at the *start* of each epoch, so every decay happens one epoch
-  early (§8.13); DiracNet decays at the start of the 1-based epochs it lists. Both recipes
+  early; DiracNet decays at the start of the 1-based epochs it lists. Both recipes
   use these *effective* epochs (0-based 29/59/79 and 59/119/159), because that is what
   produced the published numbers.
-* tau-ResNet averages tau's gradient over the blocks only under DataParallel (§8.19); here it
+* tau-ResNet averages tau's gradient over the blocks only under DataParallel; here it
   is always averaged, as the code intends.
 * DiracNet creates a new optimizer at each decay, which drops the momentum; reproduced
   (``momentum_reset``).

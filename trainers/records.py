@@ -69,3 +69,9 @@ def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str
     with atomic_write(path) as handle:
         handle.write(buffer.getvalue())
     return path
+
+
+def write_records(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str = "") -> Path | None:
+    """Rewrite ``metrics.jsonl`` and ``curves.png``; returns the curves' path (``None``: no matplotlib)."""
+    write_metrics(run_dir, history)
+    return write_curves(run_dir, history, title=title)

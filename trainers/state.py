@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,45 @@ def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON, atomically."""
     with atomic_write(path) as handle:
         handle.write((json.dumps(data, indent=2) + "\n").encode())
+
+
+def _no_best() -> dict[str, Any]:
+    return {"top1": None, "epoch": None}
+
+
+@dataclass
+class Position:
+    """How far a run has come and what it measured: what ``last.pt`` holds beside weights and optimizer.
+
+    Attributes:
+        epoch: Completed epochs.
+        batch_in_epoch: Steps already taken in the current epoch (non-zero only after a stop
+            mid-epoch).
+        global_step: Optimizer steps taken in the whole run.
+        history: One metrics row per completed epoch.
+        best: ``{"top1": …, "epoch": …}`` of the best test accuracy so far (``None`` before any).
+        partial: The running sums of an epoch stopped mid-way, so that it ends with the
+            statistics of an uninterrupted one; ``None`` otherwise.
+    """
+
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=_no_best)
+    partial: dict[str, Any] | None = None
+
+    @classmethod
+    def from_train_state(cls, state: dict[str, Any]) -> Position:
+        """The position a checkpoint's ``train_state`` recorded."""
+        return cls(
+            epoch=int(state["epoch"]),
+            batch_in_epoch=int(state.get("batch_in_epoch", 0)),
+            global_step=int(state["global_step"]),
+            history=list(state.get("history", [])),
+            best=dict(state.get("best", _no_best())),
+            partial=state.get("partial"),
+        )
 
 
 @dataclass

@@ -5,8 +5,8 @@ Every sample takes its crop and flip from ``sample_seed(seed, epoch, index)``, a
 workers nor on where a run was interrupted, which is what makes ``--resume`` exact; and the
 augmentation never touches the global RNG that dropout uses.
 
-Images stay ``uint8`` until they reach the device, where the loop converts and normalises
-them in one fused step (a quarter of the host-to-device traffic of float32).
+Images stay ``uint8`` until they reach the device, where ``trainers.feed`` converts and
+normalises them in one fused step (a quarter of the host-to-device traffic of float32).
 """
 
 from __future__ import annotations
