@@ -16,14 +16,8 @@ Importing this package needs neither torchvision nor a GPU.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("normresnet-export")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
-
 from normresnet_export import nn
+from normresnet_export._version import __version__
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from normresnet_export.errors import (
     CheckFailedError,

@@ -24,13 +24,11 @@ from another tool is recognised and named, with the command that imports it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import pickle
 import re
-import struct
-import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,15 +36,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from normresnet_export import __version__
 from normresnet_export._io import atomic_write
+from normresnet_export._version import __version__
 from normresnet_export.errors import CheckpointError, InputError
-from normresnet_export.interop.recognise import (
-    Recognised,
-    recognise,
-    recognise_state_dict,
-    recognise_unsafe_globals,
-)
+from normresnet_export.files.reading import not_a_checkpoint, read_file
+from normresnet_export.files.recognise import recognise, recognise_state_dict
+from normresnet_export.fold import FoldReport, fold_model
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
@@ -97,16 +92,6 @@ class Checkpoint:
         if self.preprocessing is not None:
             return tuple(self.preprocessing.input_size)
         return model_info(self.arch).input_size
-
-    def describe(self) -> dict[str, Any]:
-        """What a deployed copy of this model carries: arch, kwargs, preprocessing, labels, folded."""
-        return {
-            "arch": self.arch,
-            "model_kwargs": self.model_kwargs,
-            "preprocessing": self.preprocessing.to_dict() if self.preprocessing is not None else None,
-            "labels": self.labels,
-            "folded": self.folded,
-        }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``)."""
@@ -166,8 +151,6 @@ def model_shapes(arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> nn
     with torch.device("meta"):
         model = create_model(arch, **model_kwargs).eval()
     if folded:
-        from normresnet_export.fold.api import fold_model  # the fold room builds on this one
-
         model = fold_model(model, check=False).model
     return model
 
@@ -311,132 +294,6 @@ def save_checkpoint(
 # --------------------------------------------------------------------------------------------- load
 
 
-class PickledObjectsError(CheckpointError):
-    """A pickle that asks for Python classes or functions (refused: unpickling would run code).
-
-    Attributes:
-        recognised: What the classes it asks for suggest the file is (read without executing it).
-    """
-
-    def __init__(self, message: str, recognised: Recognised) -> None:
-        super().__init__(message)
-        self.recognised = recognised
-
-
-def sniff(path: Path) -> str:
-    """Container type from the first bytes: ``zip``, ``safetensors``, ``pickle``, ``onnx`` or ``unknown``."""
-    with path.open("rb") as handle:
-        head = handle.read(16)
-    size = path.stat().st_size
-    if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] <= size - 8:
-        return "safetensors"
-    if head[:1] == b"\x80":
-        return "pickle"
-    if head[:1] == b"\x08" and path.suffix == ".onnx":
-        return "onnx"
-    return "unknown"
-
-
-def zip_kind(path: Path) -> str | None:
-    """``torchscript`` or ``pt2`` for exported archives; ``None`` for others (e.g. torch.save files)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        return None
-    if any(n.endswith("constants.pkl") or "/code/" in n for n in names):
-        return "torchscript"
-    if any(n.endswith(("serialized_exported_program.json", "archive_format")) for n in names):
-        return "pt2"
-    return None
-
-
-_EXPORTED = {
-    "torchscript": "a TorchScript archive (an exported model, not a checkpoint; run it with torch.jit.load)",
-    "pt2": "a torch.export archive (.pt2, an exported model, not a checkpoint)",
-}
-
-
-def _unsafe_globals(path: Path) -> list[str]:
-    """Classes a zip-format pickle would instantiate, read without executing it."""
-    try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception:
-        return []
-
-
-def _not_a_checkpoint(path: Path, what: str, hint: str) -> CheckpointError:
-    return CheckpointError(f"{path} is not a normexport checkpoint: it looks like {what}; {hint}")
-
-
-def _load_safetensors(
-    path: Path, map_location: str | torch.device
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        return load_file(str(path), device=str(map_location)), header
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is a damaged safetensors file ({exc})") from None
-
-
-def read_file(
-    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
-) -> tuple[Any, dict[str, str] | None]:
-    """Read a checkpoint-like file without running code from it.
-
-    Returns:
-        The object ``torch.load`` (weights only) returns, and ``None``; or, for a
-        safetensors file, its tensors and its header metadata.
-
-    Raises:
-        PickledObjectsError: A pickle that asks for Python classes (named in the message).
-        CheckpointError: A missing, damaged, truncated or exported (ONNX, TorchScript) file.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file")
-    if not path.is_file():
-        raise CheckpointError(f"{path} is not a file")
-    kind = sniff(path)
-    if kind == "safetensors":
-        return _load_safetensors(path, map_location)
-    if kind == "onnx":
-        raise _not_a_checkpoint(path, "an ONNX model (an exported file)", "run it with ONNX Runtime")
-    if kind == "unknown":
-        raise CheckpointError(f"{path} is not a PyTorch or safetensors file (damaged, or another format)")
-    if kind == "zip" and (exported := zip_kind(path)):
-        raise _not_a_checkpoint(path, _EXPORTED[exported], "checkpoints are .pt files written by normexport")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True), None
-    except pickle.UnpicklingError as exc:
-        unsafe = _unsafe_globals(path) if kind == "zip" else []
-        if unsafe:
-            seen = recognise_unsafe_globals(unsafe)
-            raise PickledObjectsError(
-                f"refused to load {path}: it is {seen.description}, and unpickling it would run code "
-                f"from the file; {seen.import_hint(str(path))}",
-                seen,
-            ) from None
-        if "Unsupported global" in str(exc) or "Unsupported operand" in str(exc):
-            raise PickledObjectsError(
-                f"refused to load {path}: it holds pickled Python objects, and unpickling them would run "
-                "code from the file; normexport loads only tensors and plain data",
-                recognise_unsafe_globals([]),
-            ) from None
-        raise CheckpointError(
-            f"{path} is damaged or not a PyTorch file ({str(exc).splitlines()[0]})"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path} is damaged or truncated ({first})") from None
-
-
 def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
     """Read a file into the checkpoint dict, refusing foreign, damaged and unsafe files."""
     obj, header = read_file(path, map_location=map_location)
@@ -444,7 +301,7 @@ def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any
         return _safetensors_payload(path, obj, header)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         seen = recognise(obj)
-        raise _not_a_checkpoint(path, seen.description, seen.import_hint(str(path)))
+        raise not_a_checkpoint(path, seen.description, seen.import_hint(str(path)))
     return obj
 
 
@@ -453,9 +310,7 @@ def _safetensors_payload(
 ) -> dict[str, Any]:
     if header.get("format") != FORMAT or "normexport" not in header:
         seen = recognise_state_dict(tensors)
-        raise _not_a_checkpoint(
-            path, f"{seen.description} in safetensors format", seen.import_hint(str(path))
-        )
+        raise not_a_checkpoint(path, f"{seen.description} in safetensors format", seen.import_hint(str(path)))
     try:
         meta = json.loads(header["normexport"])
     except json.JSONDecodeError as exc:
@@ -544,3 +399,27 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         fold_report=payload.get("fold_report"),
         path=path,
     )
+
+
+def fold_checkpoint(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    input_size: Sequence[int] | None = None,
+) -> FoldReport:
+    """Fold the model of a checkpoint and write a folded checkpoint (only if the check passes).
+
+    The check runs at ``input_size``, by default the checkpoint's preprocessing size or
+    else the architecture's design size. A failed check writes nothing; the caller reads
+    ``report.passed`` (the CLI exits with 1).
+    """
+    checkpoint = load_checkpoint(source)
+    if checkpoint.folded:
+        raise InputError(f"{source} is already folded")
+    result = fold_model(checkpoint.model, input_size=input_size or checkpoint.input_size)
+    if result.report.passed:
+        folded = dataclasses.replace(
+            checkpoint, model=result.model, folded=True, fold_report=result.report.to_dict(), train_state=None
+        )
+        folded.save(destination)
+    return result.report

@@ -1,8 +1,9 @@
 """Classify images with any model file: top-k labels and probabilities per image.
 
-The model's own metadata says how to prepare an image (LESSONS.md #11); a model without it is
-refused unless a preprocessing is given. A file that cannot be decoded gets an error entry that
-names it and the reason, and the others are still predicted.
+The model's own metadata says how to prepare an image (a guessed normalisation gives confident,
+wrong answers without any error); a model without it is refused unless a preprocessing is
+given. A file that cannot be decoded gets an error entry that names it and the reason, and the
+others are still predicted.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import onnx
@@ -18,6 +19,7 @@ import normresnet_export as nx
 from cli import app
 from normresnet_export.export import contract, load_pt2, load_torchscript, read_metadata
 from normresnet_export.export import onnx as onnx_export
+from normresnet_export.metadata import ModelMetadata
 from tests.helpers import randomise_for_folding
 
 runner = CliRunner()
@@ -93,7 +95,7 @@ def test_onnx_file_contract(tmp_path):
     assert batch.dim_param == "batch" and not batch.dim_value  # symbolic
     assert len(model.graph.initializer) > 0
     assert not {n.op_type for n in model.graph.node} & {"BatchNormalization"}  # folded
-    metadata = read_metadata(model)
+    metadata = read_metadata(model).to_dict()
     checkpoint = nx.load_checkpoint(source)
     assert metadata["preprocessing"] == checkpoint.preprocessing.to_dict()
     assert metadata["labels"] == checkpoint.labels and metadata["model_kwargs"] == checkpoint.model_kwargs
@@ -166,9 +168,39 @@ def test_metadata_round_trips_in_every_format(tmp_path):
     source = _checkpoint(tmp_path, "resnet20")
     expected = nx.export_onnx(source, tmp_path / "m.onnx").metadata
     nx.export_torchscript(source, tmp_path / "m.ts")
-    assert load_torchscript(tmp_path / "m.ts")[1] == {k: v for k, v in expected.items() if k != "onnx"}
+    assert load_torchscript(tmp_path / "m.ts")[1].to_dict() == {
+        k: v for k, v in expected.items() if k != "onnx"
+    }
     nx.export_pt2(source, tmp_path / "m.pt2")
-    assert load_pt2(tmp_path / "m.pt2")[1]["preprocessing"] == expected["preprocessing"]
+    assert load_pt2(tmp_path / "m.pt2")[1].to_dict()["preprocessing"] == expected["preprocessing"]
+
+
+def test_metadata_from_before_the_schema_number_is_read_and_a_newer_schema_is_refused(tmp_path):
+    legacy = {  # what exports wrote before the metadata carried a schema number
+        "arch": "resnet20",
+        "model_kwargs": {"num_classes": 10},
+        "preprocessing": nx.preprocess.PRESETS["cifar10"].to_dict(),
+        "labels": [f"class {i}" for i in range(10)],
+        "folded": True,
+        "fold": {"folded": {"BatchNorm into the conv before it": 19}, "passed": True},
+        "precision": "float32",
+        "input": {"name": "input", "shape": ["batch", 3, 32, 32], "dtype": "float32"},
+        "output": {"name": "logits", "dtype": "float32"},
+        "version": "0.1.0",
+        "torch": "2.5.0",
+        "onnx": {"exporter": "dynamo", "opset": 18, "ir_version": 10},
+    }
+    read = ModelMetadata.from_onnx_props({f"normexport.{k}": json.dumps(v) for k, v in legacy.items()})
+    assert read.to_dict() == {"schema": 1, **legacy}
+    assert read.preprocessing == nx.preprocess.PRESETS["cifar10"] and read.static_batch is None
+    assert ModelMetadata.from_onnx_props(read.with_batch(4).to_onnx_props()).static_batch == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated
+        scripted = torch.jit.script(torch.nn.Identity())
+        newer = json.dumps({**legacy, "schema": 2})
+        torch.jit.save(scripted, str(tmp_path / "new.ts"), _extra_files={contract.EXTRA_FILE: newer})
+    with pytest.raises(nx.InputError, match=r"new\.ts was written by a newer normexport \(metadata schema 2"):
+        load_torchscript(tmp_path / "new.ts")
 
 
 def test_float16_exports(tmp_path):
@@ -207,7 +239,7 @@ def test_a_failed_check_or_an_interrupted_export_writes_nothing(tmp_path, monkey
         check = real(*args, **kwargs)
         return type(check)(check.runtime, check.batches, check.deviation, limit=0.0, float16=check.float16)
 
-    for module in ("onnx", "verify"):  # verify: the torch formats' check_and_write
+    for module in ("onnx", "verify"):  # verify: the torch formats' export_one_file
         monkeypatch.setattr(f"normresnet_export.export.{module}.check_artefact", strict)
     with pytest.raises(nx.CheckFailedError, match="nothing was written"):
         nx.export_onnx(source, tmp_path / "a.onnx")
@@ -255,7 +287,7 @@ def test_triton_repository(tmp_path):
     assert config.HasField("dynamic_batching") and config.instance_group[0].count == 1
     assert "parsed against" in result.details["config_schema"]
     assert _agreement(_onnx_runner(model_dir / "1" / "model.onnx"), source) <= RTOL
-    assert read_metadata(model_dir / "1" / "model.onnx")["arch"] == "tau_resnet20"
+    assert read_metadata(model_dir / "1" / "model.onnx").arch == "tau_resnet20"
     assert oct(model_dir.stat().st_mode & 0o777) != oct(0o700)  # readable by the serving user
     other = _checkpoint(tmp_path, "resnet20")
     nx.export_triton(other, repository)  # a second model joins the repository

@@ -6,6 +6,21 @@ alone says how to call it and how to prepare its input.
 
 from __future__ import annotations
 
+from normresnet_export.metadata import EXTRA_FILE, METADATA_PREFIX
+
+__all__ = [
+    "BATCH_DIM",
+    "CHECK_BATCHES",
+    "DEFAULT_OPSET",
+    "EXAMPLE_BATCH",
+    "EXTRA_FILE",
+    "FLOAT16_MAX",
+    "FLOAT16_TOLERANCE",
+    "INPUT_NAME",
+    "METADATA_PREFIX",
+    "OUTPUT_NAME",
+]
+
 #: Name of the single input: an ``[N, 3, H, W]`` float32 batch, preprocessed.
 INPUT_NAME = "input"
 #: Name of the single output: ``[N, num_classes]`` float32 logits.
@@ -13,7 +28,7 @@ OUTPUT_NAME = "logits"
 #: Name of the symbolic batch dimension.
 BATCH_DIM = "batch"
 #: Batch of the example input the exporters trace with. Never 0 or 1: exporters specialise
-#: those sizes and silently pin a "dynamic" batch dimension to them (LESSONS.md #4).
+#: those sizes and silently pin a "dynamic" batch dimension to them.
 EXAMPLE_BATCH = 2
 #: Batches the post-export check runs a dynamic-batch artefact on: 1, the example, and odd 7.
 CHECK_BATCHES = (1, EXAMPLE_BATCH, 7)
@@ -22,9 +37,8 @@ CHECK_BATCHES = (1, EXAMPLE_BATCH, 7)
 #: ONNX Runtime backend; both torch exporters write it (the TorchScript-based one up to 20).
 DEFAULT_OPSET = 18
 
-#: Prefix of every metadata entry (ONNX ``metadata_props`` keys, TorchScript/pt2 extra file name).
-METADATA_PREFIX = "normexport."
-EXTRA_FILE = "normexport.json"
+#: The metadata every artefact carries is :class:`~normresnet_export.metadata.ModelMetadata`;
+#: ``METADATA_PREFIX`` (ONNX ``metadata_props`` keys) and ``EXTRA_FILE`` (TorchScript/pt2) are its.
 
 #: Largest float16 value; a folded weight beyond it would become inf.
 FLOAT16_MAX = 65504.0

@@ -17,15 +17,15 @@ version load there), and the numerical check of :mod:`~normresnet_export.export.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
-import json
 import logging
 import os
 import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource, prepare
 from normresnet_export.export.verify import check_artefact, require
 from normresnet_export.fold import DEEP_LAYERS
+from normresnet_export.metadata import ModelMetadata, OnnxRecord
 from normresnet_export.models import count_layers
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
@@ -181,26 +182,25 @@ def _validate(proto: onnx.ModelProto, *, opset: int, dynamic: bool) -> None:
     onnx.checker.check_model(proto)
 
 
-def add_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
-    """Write every metadata field as a ``normexport.<field>`` property holding JSON."""
+def add_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    """Write every metadata field as a ``normexport.<field>`` property holding JSON (replacing any)."""
     del proto.metadata_props[:]
-    for key, value in metadata.items():
+    for key, value in metadata.to_onnx_props().items():
         entry = proto.metadata_props.add()
-        entry.key, entry.value = contract.METADATA_PREFIX + key, json.dumps(value)
+        entry.key, entry.value = key, value
 
 
-def parse_metadata(properties: Mapping[str, str]) -> dict[str, Any]:
-    """The ``normexport.*`` entries of ONNX metadata properties, prefix removed and JSON decoded."""
-    prefix = contract.METADATA_PREFIX
-    return {
-        key[len(prefix) :]: json.loads(value) for key, value in properties.items() if key.startswith(prefix)
-    }
+def read_metadata(model: onnx.ModelProto | str | os.PathLike[str]) -> ModelMetadata:
+    """The metadata :func:`export_onnx` wrote (the inverse of :func:`add_metadata`).
 
-
-def read_metadata(model: onnx.ModelProto | str | os.PathLike[str]) -> dict[str, Any]:
-    """The metadata :func:`export_onnx` wrote, as a dict (the inverse of :func:`add_metadata`)."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-    return parse_metadata({p.key: p.value for p in proto.metadata_props})
+    Raises:
+        InputError: Metadata of a newer schema than this version reads, or ill-typed fields.
+    """
+    if isinstance(model, onnx.ModelProto):
+        proto, where = model, "the ONNX model"
+    else:
+        proto, where = onnx.load(str(model), load_external_data=False), str(model)
+    return ModelMetadata.from_onnx_props({p.key: p.value for p in proto.metadata_props}, where=where)
 
 
 def ort_session(model: str | os.PathLike[str], opset: int) -> Any:
@@ -260,13 +260,8 @@ def build(
         "nodes": len(proto.graph.node),
         "ops": dict(sorted(Counter(n.op_type for n in proto.graph.node).items())),
     }
-    add_metadata(
-        proto,
-        {
-            **source.metadata_for(static_batch),
-            "onnx": {k: details[k] for k in ("exporter", "opset", "ir_version")},
-        },
-    )
+    record = OnnxRecord(exporter=chosen, opset=opset, ir_version=proto.ir_version)
+    add_metadata(proto, dataclasses.replace(source.metadata.with_batch(static_batch), onnx=record))
     return proto, details
 
 
@@ -342,7 +337,7 @@ def export_onnx(
     return ExportResult(
         path=path,
         format="onnx",
-        metadata=read_metadata(proto),
+        metadata=read_metadata(proto).to_dict(),
         details=details,
         check=result,
         seconds=time.perf_counter() - started,

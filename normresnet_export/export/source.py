@@ -13,28 +13,16 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from normresnet_export import __version__
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import CheckFailedError, InputError
 from normresnet_export.export import contract
 from normresnet_export.fold import fold_model
-from normresnet_export.preprocess import Preprocessing
-
-
-class Float16Model(nn.Module):
-    """A half-precision network behind float32 input and output (LESSONS.md #7: fp16 stays opt-in inside)."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner.half()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.half()).float()
+from normresnet_export.metadata import ModelMetadata, TensorSpec
+from normresnet_export.precision import Float16Model
 
 
 @dataclass
@@ -45,7 +33,8 @@ class ExportSource:
         model: The network to export (eval mode).
         reference: The unfolded float32 model the written artefact is compared with.
         input_size: One input's (C, H, W).
-        metadata: JSON-compatible description carried by the artefact.
+        metadata: What the artefact carries (its input batch dynamic; a format that pins the
+            batch writes ``metadata.with_batch(n)``).
         name: A name for the model (its arch), e.g. the Triton model name.
         fp16: Whether ``model`` computes in float16.
     """
@@ -53,16 +42,9 @@ class ExportSource:
     model: nn.Module
     reference: nn.Module
     input_size: tuple[int, ...]
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     name: str
     fp16: bool
-
-    def metadata_for(self, static_batch: int | None) -> dict[str, Any]:
-        """The metadata, with the input's batch dimension pinned when the export pins it."""
-        if static_batch is None:
-            return self.metadata
-        shape = [static_batch, *self.metadata["input"]["shape"][1:]]
-        return {**self.metadata, "input": {**self.metadata["input"], "shape": shape}}
 
     def example(self, batch: int = contract.EXAMPLE_BATCH) -> torch.Tensor:
         """A random input batch of the exported size (fixed seed)."""
@@ -79,22 +61,6 @@ def _checkpoint(source: Checkpoint | str | os.PathLike[str] | nn.Module) -> Chec
         return None
     raise InputError(
         f"expected a checkpoint, a checkpoint path or a torch module, got {type(source).__name__}"
-    )
-
-
-def _resized(preprocessing: Preprocessing | None, size: tuple[int, int]) -> Preprocessing | None:
-    """The recorded preprocessing for another input size: crop to it, resize in the same ratio."""
-    if preprocessing is None or tuple(preprocessing.input_size[1:]) == size:
-        return preprocessing
-    ratio = preprocessing.resize / preprocessing.crop
-    return Preprocessing(
-        input_size=(preprocessing.input_size[0], *size),
-        mean=preprocessing.mean,
-        std=preprocessing.std,
-        resize=round(max(size) * ratio),
-        crop=size[0],
-        interpolation=preprocessing.interpolation,
-        channel_order=preprocessing.channel_order,
     )
 
 
@@ -159,35 +125,26 @@ def prepare(
         size = native
     if size != native:
         _require_runs(model, size)
-    fold_summary = checkpoint.fold_report if checkpoint is not None and checkpoint.folded else None
     exported: nn.Module = model
-    folded = bool(checkpoint is not None and checkpoint.folded)
-    if fold and not folded:
+    fold_record = None
+    if fold and not (checkpoint is not None and checkpoint.folded):
         result = fold_model(model, input_size=size)
         if not result.report.passed:
             raise CheckFailedError(
-                f"the fold check failed at {'×'.join(map(str, size))}: {result.report.summary()}"
+                f"the fold check failed at {'×'.join(map(str, size))}: {result.report.to_compact_dict()}"
             )
-        exported, folded, fold_summary = result.model, True, result.report.summary()
-    elif fold_summary is not None:
-        fold_summary = {key: fold_summary[key] for key in ("folded", "passed") if key in fold_summary}
+        exported, fold_record = result.model, result.report.to_compact_dict()
     if fp16:
         check_float16_range(exported)
         exported = Float16Model(copy.deepcopy(exported)).eval()
-    preprocessing = _resized(checkpoint.preprocessing if checkpoint is not None else None, tuple(size[1:]))
-    metadata = {
-        "arch": checkpoint.arch if checkpoint is not None else None,
-        "model_kwargs": checkpoint.model_kwargs if checkpoint is not None else None,
-        "preprocessing": preprocessing.to_dict() if preprocessing is not None else None,
-        "labels": checkpoint.labels if checkpoint is not None else None,
-        "folded": folded,
-        "fold": fold_summary,
-        "precision": "float16" if fp16 else "float32",
-        "input": {"name": contract.INPUT_NAME, "shape": [contract.BATCH_DIM, *size], "dtype": "float32"},
-        "output": {"name": contract.OUTPUT_NAME, "dtype": "float32"},
-        "version": __version__,
-        "torch": str(torch.__version__),
-    }
+    metadata = ModelMetadata.from_checkpoint(
+        checkpoint,
+        fold=fold_record,
+        precision="float16" if fp16 else "float32",
+        input_size=size,
+        input=TensorSpec(contract.INPUT_NAME, "float32", (contract.BATCH_DIM, *size)),
+        output=TensorSpec(contract.OUTPUT_NAME, "float32"),
+    )
     return ExportSource(
         model=exported,
         reference=model,

@@ -9,41 +9,28 @@ Traces are batch-polymorphic: the example batch only seeds the trace.
 from __future__ import annotations
 
 import io
-import json
 import os
-import time
 import warnings
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from normresnet_export.checkpoint import Checkpoint
-from normresnet_export.export import contract
 from normresnet_export.export.result import ExportResult
-from normresnet_export.export.source import prepare
-from normresnet_export.export.verify import check_and_write
+from normresnet_export.export.source import ExportSource
+from normresnet_export.export.verify import export_one_file
+from normresnet_export.metadata import load_torchscript
 
 
-def load_torchscript(
-    data: bytes | str | os.PathLike[str], map_location: torch.device | str | None = None
-) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
-    """Load a TorchScript export and its metadata (``torch.jit``'s deprecation warning silenced).
-
-    ``map_location`` places it on a device: a frozen module's weights are constants, which
-    ``.to(device)`` would not move.
-    """
-    extra = {contract.EXTRA_FILE: ""}
+def _serialise(prepared: ExportSource) -> bytes:
+    """Trace, freeze and save ``prepared.model`` with its metadata; the bytes of the file."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = torch.jit.load(
-            io.BytesIO(data) if isinstance(data, bytes) else str(data),
-            map_location=map_location,
-            _extra_files=extra,
-        )
-    raw = extra[contract.EXTRA_FILE]
-    return module, json.loads(raw) if raw else {}
+        traced = torch.jit.trace(prepared.model, prepared.example(), check_trace=False)
+        frozen = torch.jit.freeze(traced.eval())
+        buffer = io.BytesIO()
+        torch.jit.save(frozen, buffer, _extra_files=prepared.metadata.to_extra_files())
+    return buffer.getvalue()
 
 
 def export_torchscript(
@@ -61,31 +48,17 @@ def export_torchscript(
         InputError: Bad source or options.
         CheckFailedError: The trace does not agree with the model (nothing is written).
     """
-    started = time.perf_counter()
-    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(prepared.model, prepared.example(), check_trace=False)
-        frozen = torch.jit.freeze(traced.eval())
-        buffer = io.BytesIO()
-        torch.jit.save(frozen, buffer, _extra_files={contract.EXTRA_FILE: json.dumps(prepared.metadata)})
-    data = buffer.getvalue()
-    loaded, metadata = load_torchscript(data)  # check the bytes that will be written
-    result = check_and_write(
-        data,
-        loaded,
-        prepared,
+    return export_one_file(
+        source,
         path,
-        check=check,
-        batches=contract.CHECK_BATCHES,
+        format="torchscript",
+        serialise=_serialise,
+        load=load_torchscript,
         runtime=f"torch {torch.__version__} (TorchScript)",
         what="the TorchScript export",
-    )
-    return ExportResult(
-        path=Path(path),
-        format="torchscript",
-        metadata=metadata,
-        check=result,
-        details={"frozen": True, "bytes": len(data)},
-        seconds=time.perf_counter() - started,
+        details={"frozen": True},
+        fold=fold,
+        input_size=input_size,
+        fp16=fp16,
+        check=check,
     )

@@ -14,7 +14,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -167,11 +166,10 @@ def export_triton(
         result = check_staged(graph, prepared, details, check=check)
         model_dir = commit(staging, repository / model_name)
     details.update({"repository": str(repository), "model": model_name, "config": config})
-    metadata: dict[str, Any] = read_metadata(proto)
     return ExportResult(
         path=model_dir,
         format="triton",
-        metadata=metadata,
+        metadata=read_metadata(proto).to_dict(),
         details=details,
         check=result,
         seconds=time.perf_counter() - started,

@@ -1,21 +1,30 @@
-"""The post-export check: run what was written and compare it with the unfolded model."""
+"""The post-export check: run what was written and compare it with the unfolded model.
+
+:func:`export_one_file` is the whole of a one-file export (TorchScript, ``.pt2``) around that
+check; the ONNX and Triton exporters stage several files and call the check themselves.
+"""
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch import nn
 
 from normresnet_export._io import atomic_write
+from normresnet_export.checkpoint import Checkpoint
+from normresnet_export.compare import deviation, run_outputs
 from normresnet_export.errors import CheckFailedError
 from normresnet_export.export import contract
-from normresnet_export.export.result import ExportCheck
-from normresnet_export.export.source import ExportSource
+from normresnet_export.export.result import ExportCheck, ExportResult
+from normresnet_export.export.source import ExportSource, prepare
 from normresnet_export.fold import default_tolerance
-from normresnet_export.fold.api import deviation, run_outputs
+from normresnet_export.metadata import ModelMetadata
 
 #: How much coarser float16 rounding is than float32 (2**-11 against 2**-24 relative).
 _FLOAT16_OVER_FLOAT32 = 2.0**13
@@ -74,26 +83,60 @@ def require(check: ExportCheck, what: str) -> None:
         )
 
 
-def check_and_write(
-    data: bytes,
-    run: Callable[[torch.Tensor], torch.Tensor],
-    source: ExportSource,
+def export_one_file(
+    source: Checkpoint | str | os.PathLike[str] | nn.Module,
     path: str | os.PathLike[str],
     *,
-    check: bool,
-    batches: Sequence[int],
+    format: str,
+    serialise: Callable[[ExportSource], bytes],
+    load: Callable[[bytes], tuple[Callable[[torch.Tensor], torch.Tensor], ModelMetadata]],
     runtime: str,
     what: str,
-) -> ExportCheck | None:
-    """Check the loaded bytes of a one-file format (unless ``check=False``), then write them atomically.
+    batches: Sequence[int] = contract.CHECK_BATCHES,
+    details: Mapping[str, Any] | None = None,
+    fold: bool = True,
+    input_size: tuple[int, ...] | None = None,
+    fp16: bool = False,
+    check: bool = True,
+) -> ExportResult:
+    """Export a format that is one file: prepare, serialise, reload the bytes, check them, write them.
+
+    The check runs on the bytes reloaded exactly as they will be written, so what passes is what
+    lands on disk; nothing is written when it fails. The write is atomic.
+
+    Args:
+        source: A checkpoint, its path, or an eval-mode module (see
+            :func:`~normresnet_export.export.source.prepare`).
+        path: The file to write.
+        format: The format's name in the result (``"torchscript"``, ``"pt2"``).
+        serialise: The prepared model to the file's bytes (metadata included).
+        load: The bytes back to a callable model and the metadata it carries.
+        runtime: What runs the reloaded model, for the check's report.
+        what: The artefact in words, for the error when the check fails.
+        batches: Batch sizes the check runs.
+        details: Format-specific facts for the result (the byte count is added).
+        fold, input_size, fp16: As for :func:`~normresnet_export.export.source.prepare`.
+        check: Compare with the model before writing (default).
 
     Raises:
+        InputError: Bad source or options.
         ExportCheckError: The artefact disagrees with the model; nothing is written.
     """
+    started = time.perf_counter()
+    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
+    data = serialise(prepared)
+    loaded, metadata = load(data)
     result = None
     if check:
-        result = check_artefact(run, source, batches=batches, runtime=runtime)
+        result = check_artefact(loaded, prepared, batches=batches, runtime=runtime)
         require(result, what)
     with atomic_write(Path(path)) as handle:
         handle.write(data)
-    return result
+    return ExportResult(
+        path=Path(path),
+        format=format,
+        metadata=metadata.to_dict(),
+        check=result,
+        details={**(details or {}), "bytes": len(data)},
+        seconds=time.perf_counter() - started,
+    )

@@ -8,21 +8,16 @@ from normresnet_export.fold.api import (
     DEEP_LAYERS,
     FoldResult,
     default_tolerance,
-    fold_checkpoint,
     fold_model,
-    measure_deviation,
 )
-from normresnet_export.fold.report import Deviation, FoldReport, FoldTolerance, Unfolded
+from normresnet_export.fold.report import FoldReport, FoldTolerance, Unfolded
 
 __all__ = [
     "DEEP_LAYERS",
-    "Deviation",
     "FoldReport",
     "FoldResult",
     "FoldTolerance",
     "Unfolded",
     "default_tolerance",
-    "fold_checkpoint",
     "fold_model",
-    "measure_deviation",
 ]

@@ -10,8 +10,6 @@ changes a single top-1 prediction, does not pass.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,10 +17,10 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from normresnet_export.checkpoint import load_checkpoint
+from normresnet_export.compare import deviation, run_outputs
 from normresnet_export.errors import InputError
 from normresnet_export.fold.passes import Folder, detach_from
-from normresnet_export.fold.report import Deviation, FoldReport, FoldTolerance, count_ops
+from normresnet_export.fold.report import FoldReport, FoldTolerance, count_ops
 from normresnet_export.fold.tracer import trace
 from normresnet_export.models import count_layers, count_parameters
 
@@ -92,29 +90,6 @@ def check_inputs(
     return [x.to(device=device, dtype=dtype) for x in (batch, odd)]
 
 
-def run_outputs(model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """``model``'s output on each input, flattened per sample: one ``[samples, outputs]`` tensor per input."""
-    with torch.no_grad():
-        return [model(x).flatten(1) for x in inputs]
-
-
-def deviation(expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor]) -> Deviation:
-    """How far ``actual`` is from ``expected`` (matching lists of ``[samples, outputs]`` tensors)."""
-    pairs = list(zip(expected, actual, strict=True))
-    agreement = torch.cat([a.argmax(1) == e.argmax(1) for e, a in pairs]).double().mean().item()
-    if not all(torch.isfinite(e).all() and torch.isfinite(a).all() for e, a in pairs):
-        return Deviation(max_abs=None, max_rel=None, top1_agreement=agreement, finite=False)
-    max_abs = max((a.double() - e.double()).abs().max().item() for e, a in pairs)
-    scale = max(e.abs().max().item() for e, _ in pairs)
-    max_rel = max_abs / scale if scale > 0 else max_abs
-    return Deviation(max_abs=max_abs, max_rel=max_rel, top1_agreement=agreement)
-
-
-def measure_deviation(reference: nn.Module, folded: nn.Module, inputs: Sequence[torch.Tensor]) -> Deviation:
-    """How far ``folded``'s outputs are from ``reference``'s on ``inputs``."""
-    return deviation(run_outputs(reference, inputs), run_outputs(folded, inputs))
-
-
 def fold_model(
     model: nn.Module,
     *,
@@ -175,27 +150,3 @@ def fold_model(
         report.deviations["float64"] = deviation(expected64, run_outputs(folded64, inputs64))
         report.float32_noise = deviation(expected64, expected).max_rel
     return FoldResult(folded, report)
-
-
-def fold_checkpoint(
-    source: str | os.PathLike[str],
-    destination: str | os.PathLike[str],
-    *,
-    input_size: Sequence[int] | None = None,
-) -> FoldReport:
-    """Fold the model of a checkpoint and write a folded checkpoint (only if the check passes).
-
-    The check runs at ``input_size``, by default the checkpoint's preprocessing size or
-    else the architecture's design size. A failed check writes nothing; the caller reads
-    ``report.passed`` (the CLI exits with 1).
-    """
-    checkpoint = load_checkpoint(source)
-    if checkpoint.folded:
-        raise InputError(f"{source} is already folded")
-    result = fold_model(checkpoint.model, input_size=input_size or checkpoint.input_size)
-    if result.report.passed:
-        folded = dataclasses.replace(
-            checkpoint, model=result.model, folded=True, fold_report=result.report.to_dict(), train_state=None
-        )
-        folded.save(destination)
-    return result.report

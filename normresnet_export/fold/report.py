@@ -9,6 +9,8 @@ from typing import Any
 
 import torch.fx as fx
 
+from normresnet_export.compare import Deviation
+
 
 @dataclass(frozen=True)
 class Unfolded:
@@ -23,23 +25,6 @@ class Unfolded:
     node: str
     op: str
     reason: str
-
-
-@dataclass(frozen=True)
-class Deviation:
-    """Folded versus unfolded logits on the same inputs.
-
-    Attributes:
-        max_abs: Largest absolute difference (``None`` when an output is not finite).
-        max_rel: ``max_abs`` divided by the largest absolute logit of the unfolded model.
-        top1_agreement: Fraction of inputs whose arg-max class agrees.
-        finite: Whether both models' outputs were finite (an overflow makes the comparison void).
-    """
-
-    max_abs: float | None
-    max_rel: float | None
-    top1_agreement: float
-    finite: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,8 +107,12 @@ class FoldReport:
             for (op, reason), nodes in groups.items()
         ]
 
-    def summary(self) -> dict[str, Any]:
-        """The compact account exports carry in their metadata: patterns, kept groups, deviations, verdict."""
+    def to_compact_dict(self) -> dict[str, Any]:
+        """The compact account exports carry in their metadata: patterns, kept groups, deviations, verdict.
+
+        A dict (JSON-compatible), like :meth:`to_dict` but without the per-node detail; the human
+        account is what ``normexport fold`` prints.
+        """
         return {
             "folded": dict(self.folded),
             "kept": self.unfolded_summary(examples=1),

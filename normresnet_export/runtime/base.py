@@ -2,7 +2,9 @@
 
 A backend is a loaded model (eager PyTorch, TorchScript, torch.export or ONNX Runtime) bound to
 a device. Reports print :meth:`Backend.describe` so that a number is never shown without the
-runtime, the *active* device or provider, and the precision that produced it (LESSONS.md #1).
+runtime, the *active* device or provider, and the precision that produced it: a GPU runtime
+silently running on the CPU (a missing CUDA library, a CPU-only build) otherwise passes for a
+GPU number.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 
 from normresnet_export.errors import InputError
+from normresnet_export.metadata import ModelMetadata
 from normresnet_export.preprocess import Preprocessing
 
 
@@ -30,7 +33,8 @@ class Backend(ABC):
         device: The device it actually runs on: ``"cpu"`` or ``"cuda:0"``.
         provider: The active execution provider or torch device description.
         precision: ``"float32"`` or ``"float16"`` (the compute; input and output are float32).
-        metadata: What the model file carries: arch, preprocessing, labels, fold summary, …
+        metadata: What the model file carries: arch, preprocessing, labels, fold record, …
+            (for a checkpoint, what an export of it would carry).
         fallback: Why the backend runs on CPU although a GPU was asked for (only with
             ``allow_cpu_fallback``); ``None`` otherwise.
     """
@@ -40,7 +44,7 @@ class Backend(ABC):
     device: str
     provider: str
     precision: str
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
     fallback: str | None = None
 
     @abstractmethod
@@ -59,13 +63,12 @@ class Backend(ABC):
     @property
     def preprocessing(self) -> Preprocessing | None:
         """The preprocessing the model carries, or ``None`` when the file has none."""
-        data = self.metadata.get("preprocessing")
-        return Preprocessing.from_dict(data) if data else None
+        return self.metadata.preprocessing
 
     @property
     def labels(self) -> list[str] | None:
         """Class names the model carries, or ``None``."""
-        return self.metadata.get("labels")
+        return list(self.metadata.labels) if self.metadata.labels is not None else None
 
     def runtime_version(self) -> str:
         """The runtime and its version, e.g. ``"torch 2.15.0"``."""

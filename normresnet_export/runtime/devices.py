@@ -3,7 +3,7 @@
 ``auto`` takes a GPU only when one is really usable. ``cuda`` either runs on the GPU or fails with
 the reason: no GPU visible, a CPU-only runtime installed, or CUDA libraries the runtime could
 not load. The CPU is used instead only when the caller allows the fallback, and reports then
-say so (LESSONS.md #1, DESIGN.md "Honest devices").
+say so: a silent fallback would make a CPU timing pass for a GPU one.
 """
 
 from __future__ import annotations

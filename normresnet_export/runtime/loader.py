@@ -11,8 +11,13 @@ import copy
 import os
 from pathlib import Path
 
-from normresnet_export.checkpoint import Checkpoint, load_checkpoint, sniff, zip_kind
+from torch import nn
+
+from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import InputError
+from normresnet_export.files.reading import sniff, zip_kind
+from normresnet_export.metadata import ModelMetadata, load_pt2, load_torchscript
+from normresnet_export.precision import Float16Model
 from normresnet_export.runtime.base import Backend
 from normresnet_export.runtime.devices import check_device_name, torch_device
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
@@ -101,13 +106,9 @@ def open_model(
         torch.set_num_threads(threads)
     target, fallback = torch_device(device, allow_cpu_fallback=allow_cpu_fallback)
     if kind == "torchscript":
-        from normresnet_export.export.torchscript import load_torchscript
-
         module, metadata = load_torchscript(model, map_location=target)  # type: ignore[arg-type]
         name = "torchscript"
     elif kind == "pt2":
-        from normresnet_export.export.pt2 import load_pt2
-
         module, metadata = load_pt2(model, device=target)  # type: ignore[arg-type]
         name = "torch.export"
     else:
@@ -122,17 +123,22 @@ def open_model(
     return TorchBackend(module, name=name, label=label, metadata=metadata, device=target, fallback=fallback)
 
 
-def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[object, dict]:
-    """(module, metadata) for a checkpoint, folded and/or in float16 as asked."""
-    from normresnet_export.export.source import Float16Model
+def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[nn.Module, ModelMetadata]:
+    """(module, metadata) for a checkpoint, folded and/or in float16 as asked.
 
+    The metadata is the record an export of the same network would carry (without the export's
+    named input and output), so that reports read every backend the same way.
+    """
     module = checkpoint.model.eval()
-    metadata = {**checkpoint.describe(), "precision": "float16" if fp16 else "float32"}
+    record = None
     if fold and not checkpoint.folded:
         from normresnet_export.fold import fold_model
 
         result = fold_model(module, input_size=checkpoint.input_size)
-        module, metadata["folded"] = result.model, True
+        module, record = result.model, result.report.to_compact_dict()
     if fp16:
         module = Float16Model(copy.deepcopy(module)).eval()
+    metadata = ModelMetadata.from_checkpoint(
+        checkpoint, fold=record, precision="float16" if fp16 else "float32"
+    )
     return module, metadata

@@ -2,8 +2,9 @@
 
 After the session is created, ``get_providers()`` says what really runs; when CUDA (or
 TensorRT) was asked for and is not active the backend fails with the reason, unless the CPU
-fallback was allowed (LESSONS.md #1). On CUDA, :meth:`OnnxRuntimeBackend.bind` can keep
-input and output on the GPU (I/O binding) so that timings exclude host copies.
+fallback was allowed (ONNX Runtime itself falls back silently). On CUDA,
+:meth:`OnnxRuntimeBackend.bind` can keep input and output on the GPU (I/O binding) so that
+timings exclude host copies.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from normresnet_export.errors import InputError
-from normresnet_export.export.onnx import parse_metadata
+from normresnet_export.metadata import ModelMetadata
 from normresnet_export.runtime.base import Backend, DeviceError
 from normresnet_export.runtime.devices import (
     onnxruntime_missing_reason,
@@ -80,8 +81,10 @@ class OnnxRuntimeBackend(Backend):
         self.provider = active[0]
         self.device = "cpu" if self.provider == "CPUExecutionProvider" else "cuda:0"
         # Read from the session's own copy of the graph: the file is parsed once.
-        self.metadata = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
-        self.precision = self.metadata.get("precision") or "float32"
+        self.metadata = ModelMetadata.from_onnx_props(
+            self.session.get_modelmeta().custom_metadata_map, where=str(path)
+        )
+        self.precision = self.metadata.precision
         self.label = label or f"onnxruntime ({path.name})"
         self.input_name = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name

@@ -1,4 +1,4 @@
-"""Latency measurement that compares backends fairly on a noisy machine (LESSONS.md #2).
+"""Latency measurement that compares backends fairly on a noisy, shared machine.
 
 Every backend gets the same input. Each (backend, batch) pair is timed in blocks: a short pause
 (so spinning worker threads of the previous runtime go idle), warm-up calls, then timed calls,

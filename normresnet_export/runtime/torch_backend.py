@@ -8,10 +8,10 @@ nothing special here; an eager model can be asked to run in float16 the same way
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
+from normresnet_export.metadata import ModelMetadata
 from normresnet_export.runtime.base import Backend
 
 
@@ -24,7 +24,7 @@ class TorchBackend(Backend):
         *,
         name: str,
         label: str,
-        metadata: dict[str, Any],
+        metadata: ModelMetadata,
         device: torch.device,
         fallback: str | None = None,
     ) -> None:
@@ -41,7 +41,7 @@ class TorchBackend(Backend):
         self.module, self.torch_device, self.fallback = module, device, fallback
         self.name, self.label, self.metadata = name, label, metadata
         self.device = str(device)
-        self.precision = metadata.get("precision") or "float32"
+        self.precision = metadata.precision
         if device.type == "cuda":
             # float32 means float32: TF32 convolutions (cuDNN's default) round to 10-bit mantissas.
             torch.backends.cudnn.allow_tf32 = False

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from normresnet_export.errors import CheckpointError
-from normresnet_export.interop.recognise import TAU_RESNET_CLASSES
+from normresnet_export.files.recognise import TAU_RESNET_CLASSES
 
 
 class UnsafePickleError(CheckpointError, pickle.UnpicklingError):

@@ -1,0 +1,111 @@
+"""Agreement: every backend's logits against the unfolded checkpoint's, on the same inputs.
+
+An artefact agrees when its outputs are finite, its largest relative deviation is within the
+limit (the float32 limit of the fold check, or the float16 one for a float16 artefact), and
+every top-1 prediction is the reference's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from normresnet_export.checkpoint import Checkpoint
+from normresnet_export.compare import Deviation, deviation
+from normresnet_export.errors import InputError
+from normresnet_export.export.verify import reference_outputs
+from normresnet_export.runtime import Backend
+
+
+@dataclass
+class Agreement:
+    """One backend against the unfolded reference."""
+
+    label: str
+    backend: dict[str, Any]
+    deviation: Deviation
+    limit: float
+    accuracy: float | None
+
+    @property
+    def passed(self) -> bool:
+        d = self.deviation
+        return d.finite and d.max_rel is not None and d.max_rel <= self.limit and d.top1_agreement == 1.0
+
+
+def require_comparable(backend: Backend, checkpoint: Checkpoint) -> None:
+    """Refuse an artefact of another input size or architecture than the checkpoint it is checked against."""
+    size = tuple(checkpoint.input_size)
+    shape = backend.metadata.input.shape if backend.metadata.input is not None else None
+    if shape and tuple(shape[1:]) != size:
+        raise InputError(
+            f"{backend.label} takes {'×'.join(map(str, shape[1:]))} inputs but the checkpoint "
+            f"{'×'.join(map(str, size))}; check compares at the checkpoint's size"
+        )
+    if backend.metadata.arch not in (None, checkpoint.arch):
+        raise InputError(f"{backend.label} is a {backend.metadata.arch}, the checkpoint a {checkpoint.arch}")
+
+
+def run_batched(backend: Backend, inputs: torch.Tensor, batch: int) -> torch.Tensor:
+    """Logits for ``inputs`` in calls of ``batch`` (a pinned batch size wins; the last call is padded)."""
+    pinned = backend.metadata.static_batch
+    size = pinned or batch
+    outputs = []
+    for start in range(0, len(inputs), size):
+        piece = inputs[start : start + size]
+        missing = size - len(piece) if pinned else 0
+        if missing:
+            piece = torch.cat([piece, piece.new_zeros(missing, *piece.shape[1:])])
+        outputs.append(backend.run(piece)[: size - missing])
+    return torch.cat(outputs)
+
+
+def accuracy(logits: torch.Tensor, targets: torch.Tensor | None) -> float | None:
+    """Top-1 accuracy against ``targets``, or ``None`` for unlabelled data."""
+    return None if targets is None else (logits.argmax(1) == targets).double().mean().item()
+
+
+def agreements(
+    reference: torch.nn.Module,
+    backends: Sequence[Backend],
+    inputs: torch.Tensor,
+    targets: torch.Tensor | None,
+    *,
+    chunk: int,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[list[Agreement], float | None]:
+    """Each backend against ``reference`` on ``inputs`` (in calls of ``chunk``), and the reference's accuracy.
+
+    Args:
+        reference: The unfolded float32 model.
+        backends: What to compare with it.
+        inputs: Preprocessed inputs.
+        targets: Their true classes, or ``None``.
+        chunk: Inputs per call.
+        progress: Called as ``progress("agreement", done, total)``.
+    """
+    chunks = list(torch.split(inputs, chunk))
+    expected, limit32 = reference_outputs(reference, chunks, float16=False)
+    limit16: float | None = None
+    found = []
+    for step, backend in enumerate(backends, start=1):
+        if progress is not None:
+            progress("agreement", step, len(backends))
+        limit = limit32
+        if backend.precision == "float16":
+            limit16 = limit16 or reference_outputs(reference, chunks, float16=True)[1]
+            limit = limit16
+        actual = [run_batched(backend, c, len(c)) for c in chunks]
+        found.append(
+            Agreement(
+                label=backend.label,
+                backend=backend.to_dict(),
+                deviation=deviation(expected, actual),
+                limit=limit,
+                accuracy=accuracy(torch.cat(actual), targets),
+            )
+        )
+    return found, accuracy(torch.cat(expected), targets)

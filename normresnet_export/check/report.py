@@ -1,0 +1,65 @@
+"""What ``normexport check`` measured: the agreement of every backend, and their latency."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from normresnet_export.check.agreement import Agreement
+
+
+@dataclass
+class CheckReport:
+    """What ``normexport check`` measured.
+
+    Attributes:
+        data: The inputs compared on, in words.
+        samples: How many.
+        reference: The unfolded eager backend's description (``Backend.to_dict``).
+        reference_accuracy: Its accuracy on labelled data, else ``None``.
+        agreements: Every other backend against it.
+        latency: Timing rows (empty with ``latency=False``).
+    """
+
+    data: str
+    samples: int
+    reference: dict[str, Any]
+    reference_accuracy: float | None
+    agreements: list[Agreement]
+    latency: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(a.passed for a in self.agreements)
+
+    def failures(self) -> list[str]:
+        """One line per backend that disagrees with the reference."""
+        lines = []
+        for a in self.agreements:
+            if not a.passed:
+                d = a.deviation
+                rel = "non-finite" if not d.finite else f"max rel {d.max_rel:.2e} (limit {a.limit:.1e})"
+                lines.append(f"{a.label}: {rel}, top-1 agreement {d.top1_agreement:.2%}")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form (``normexport check --json``)."""
+        return {
+            "data": self.data,
+            "samples": self.samples,
+            "reference": self.reference,
+            "reference_accuracy": self.reference_accuracy,
+            "agreement": [
+                {
+                    "label": a.label,
+                    **a.backend,
+                    "deviation": asdict(a.deviation),
+                    "limit": a.limit,
+                    "accuracy": a.accuracy,
+                    "passed": a.passed,
+                }
+                for a in self.agreements
+            ],
+            "latency": self.latency,
+            "passed": self.passed,
+        }
