@@ -1,13 +1,17 @@
 """The ``normexport`` command line: parses options and calls one library function per command.
 
-The library is imported inside each command, so ``normexport --help`` starts without
-loading torch. Errors the user can fix (``NormexportError``) become one line on stderr and
-exit code 2 (bad input) or 1 (a check that failed); there are no tracebacks.
+``import cli`` does not load the library (nor torch): each command imports what it calls, and
+the choices its options offer are the library's own enumerations, read when Typer builds the
+commands (so every invocation, ``--help`` included, loads the library). Errors the user can
+fix (``NormexportError``) become one line on stderr and exit code 2 (bad input) or 1 (a check
+that failed); there are no tracebacks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import importlib
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -23,6 +27,48 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+def choices(name: str, values: Iterable[str]) -> type[Enum]:
+    """A str Enum over one of the library's enumerations, so the CLI never restates a list of choices."""
+    return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
+
+
+#: The library's enumerations the options offer, by the name of their choices: (module, attribute).
+#: They are read when Typer builds the commands (each option's annotation, a string under
+#: ``from __future__ import annotations``, is evaluated then), not on ``import cli``, which
+#: stays free of torch. Typer builds every command on each call, ``--help`` included.
+_ENUMERATIONS = {
+    "Device": ("normresnet_export.runtime.devices", "DEVICES"),
+    "Format": ("normresnet_export.export.dispatch", "FORMATS"),
+    "Layout": ("normresnet_export.export.dispatch", "LAYOUTS"),
+    "Exporter": ("normresnet_export.export.onnx", "EXPORTERS"),
+    "Source": ("normresnet_export.interop.api", "SOURCES"),
+    "Family": ("normresnet_export.models", "FAMILIES"),
+    "DataKind": ("normresnet_export.check", "DATA_KINDS"),
+    "Dataset": ("trainers.datasets", "DATASETS"),
+    "TrainingDevice": ("trainers.distributed", "DEVICES"),
+    "ProjectionMode": ("normresnet_export.nn.procrustes", "PROJECTION_MODES"),
+}
+
+
+@functools.cache
+def _values(name: str) -> tuple[str, ...]:
+    """The values of one of :data:`_ENUMERATIONS`, imported from the library on first use."""
+    module, attribute = _ENUMERATIONS[name]
+    return tuple(getattr(importlib.import_module(module), attribute))
+
+
+@functools.cache
+def _choice(name: str) -> type[Enum]:
+    """An option type accepting exactly the values of ``name`` (bad ones are a usage error, exit 2)."""
+    return choices(name, _values(name))
+
+
+def _listing(name: str) -> str:
+    """The values of ``name`` for a help text: ``a, b or c``."""
+    *others, last = _values(name)
+    return f"{', '.join(others)} or {last}" if others else last
+
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of a table.")]
 
@@ -62,9 +108,7 @@ def models_command(
     pattern: Annotated[str | None, typer.Argument(help="Shell-style name filter, e.g. 'preact_*'.")] = None,
     family: Annotated[
         str | None,
-        typer.Option(
-            "--family", "-f", help="Only this family: torch-resnet, tau-resnet, procresnet, leno or diracnet."
-        ),
+        typer.Option("--family", "-f", help=f"Only this family: {_listing('Family')}."),
     ] = None,
     dataset: Annotated[
         str | None, typer.Option("--dataset", help="Only 'cifar' (32×32) or 'imagenet' (224×224) designs.")
@@ -87,7 +131,8 @@ def models_command(
 @app.command("train")
 def train_command(
     arch: Annotated[str, typer.Argument(help="Model to train (`normexport models` lists them).")],
-    dataset: Annotated[str, typer.Option("--dataset", help="digits, cifar10, cifar100, imagenet or folder.")],
+    # --dataset, --device and --procrustes take any text: TrainConfig checks it (one line, exit 2).
+    dataset: Annotated[str, typer.Option("--dataset", help=f"{_listing('Dataset')}.")],
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the data lives (CIFAR default ./data).")
     ] = None,
@@ -113,7 +158,9 @@ def train_command(
     ] = None,
     procrustes: Annotated[
         str | None,
-        typer.Option("--procrustes", help="ProcResNet projection: exact (default) or reference."),
+        typer.Option(
+            "--procrustes", help=f"ProcResNet projection: {_listing('ProjectionMode')}; default exact."
+        ),
     ] = None,
     amp: Annotated[
         bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (recipe's default).")
@@ -121,7 +168,7 @@ def train_command(
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=f"{_listing('TrainingDevice')}.")] = "auto",
     workers: Annotated[int | None, typer.Option("--workers", help="Data-loader processes.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Run seed (recipe's).")] = None,
     out: Annotated[
@@ -148,36 +195,13 @@ def train_command(
     Writes config.json, last.pt, best.pt, metrics.jsonl and curves.png into the run
     directory. Ctrl-C saves a resumable checkpoint and exits with code 130.
     """
+    # Every parameter but these two is the TrainConfig field of the same name.
+    options = {name: value for name, value in locals().items() if name not in ("model_arg", "as_json")}
     from normresnet_export._render import print_json
     from normresnet_export.models import parse_model_args
     from trainers import TrainConfig, train
 
-    config = _run(
-        TrainConfig,
-        arch=arch,
-        dataset=dataset,
-        data_dir=data_dir,
-        download=download,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        recipe=recipe,
-        tau=tau,
-        regul_freq=regul_freq,
-        procrustes=procrustes,
-        amp=amp,
-        channels_last=channels_last,
-        device=device,
-        workers=workers,
-        seed=seed,
-        out=out,
-        resume=resume,
-        num_classes=num_classes,
-        model_kwargs=_run(parse_model_args, model_arg),
-        limit_train=limit_train,
-        limit_test=limit_test,
-    )
+    config = _run(TrainConfig, **options, model_kwargs=_run(parse_model_args, model_arg))
     result = _run(train, config)
     if result.rank == 0:  # under torchrun every process returns the result; one prints it
         if as_json:
@@ -201,7 +225,7 @@ def fold_command(
     written and the exit code is 1.
     """
     from normresnet_export._render import print_fold_report, print_json
-    from normresnet_export.fold import fold_checkpoint
+    from normresnet_export.checkpoint import fold_checkpoint
 
     report = _run(fold_checkpoint, checkpoint, output)
     if as_json:
@@ -219,11 +243,9 @@ def import_command(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the normexport checkpoint.")],
     source: Annotated[
-        str | None,
+        _choice("Source") | None,
         typer.Option(
-            "--from",
-            help="Who wrote it: procresnet, leno, tau-resnet, torch-resnet, diracnet, diracnet-folded or "
-            "torchvision. Recognised from the file when omitted.",
+            "--from", help=f"Who wrote it: {_listing('Source')}. Recognised from the file when omitted."
         ),
     ] = None,
     arch: Annotated[
@@ -250,7 +272,7 @@ def import_command(
     checkpoint = _run(
         import_checkpoint,
         src,
-        source=source,
+        source=source.value if source else None,
         arch=arch,
         num_classes=num_classes,
         keep_half=keep_half,
@@ -264,29 +286,6 @@ def import_command(
         print_import_summary(summary)
 
 
-class Format(str, Enum):
-    """Deployment formats of ``export --format``."""
-
-    onnx = "onnx"
-    torchscript = "torchscript"
-    pt2 = "pt2"
-    triton = "triton"
-
-
-class Layout(str, Enum):
-    """Weight layouts of other projects that ``export --layout`` writes."""
-
-    diracnet = "diracnet"
-
-
-class Exporter(str, Enum):
-    """torch's ONNX exporters."""
-
-    auto = "auto"
-    dynamo = "dynamo"
-    torchscript = "torchscript"
-
-
 @app.command("export")
 def export_command(
     checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint.")],
@@ -294,12 +293,15 @@ def export_command(
         Path, typer.Option("--output", "-o", help="The file to write (for triton: the model repository).")
     ],
     format_: Annotated[
-        Format | None, typer.Option("--format", "-f", help="Deployment format (or use --layout).")
+        _choice("Format") | None,
+        typer.Option("--format", "-f", help=f"Deployment format: {_listing('Format')} (or use --layout)."),
     ] = None,
     layout: Annotated[
-        Layout | None,
+        _choice("Layout") | None,
         typer.Option(
-            "--layout", help="diracnet: a folded DiracNet-18/34 as the published folded state_dict."
+            "--layout",
+            help=f"Another project's weight layout instead: {_listing('Layout')}. diracnet: a folded "
+            "DiracNet-18/34 as the published folded state_dict.",
         ),
     ] = None,
     no_fold: Annotated[
@@ -321,7 +323,8 @@ def export_command(
         bool, typer.Option("--no-check", help="Skip running the export against the model (not advised).")
     ] = False,
     exporter: Annotated[
-        Exporter | None, typer.Option("--exporter", help="ONNX exporter (default auto: see README).")
+        _choice("Exporter") | None,
+        typer.Option("--exporter", help=f"ONNX exporter: {_listing('Exporter')} (default auto: see README)."),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Triton model name (default: the arch).")] = None,
     max_batch_size: Annotated[
@@ -329,28 +332,21 @@ def export_command(
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Export a checkpoint to ONNX, TorchScript, torch.export (.pt2) or a Triton model repository.
+    """Export a checkpoint to ONNX, TorchScript, torch.export (.pt2), a Triton model repository or a layout.
 
     Folds first, runs the result against the model before writing (exit code 1 and no file
     when they disagree), writes atomically, and carries the preprocessing and labels along.
+    A layout writes an already folded checkpoint's weights under another project's names.
     """
-    from normresnet_export import load_checkpoint
     from normresnet_export._render import print_json
+    from normresnet_export.export import export
 
     if (format_ is None) == (layout is None):
         _run(_usage, "give either --format or --layout")
-    if layout is not None:
-        from normresnet_export.interop.diracnet import write_folded_layout
-
-        loaded = _run(load_checkpoint, checkpoint)
-        path = _run(write_folded_layout, loaded, output)
-        typer.echo(f"wrote {path} ({layout.value} layout, {len(loaded.model.state_dict())} tensors)")
-        return
-    from normresnet_export.export import export
-
+    written = (format_ or layout).value
     result = _run(
         export,
-        format_.value,
+        written,
         checkpoint,
         output,
         fold=not no_fold,
@@ -367,25 +363,26 @@ def export_command(
         print_json(result.to_dict())
     else:
         verdict = result.check.verdict() if result.check else "not checked (--no-check)"
-        typer.echo(
-            f"wrote {result.path} ({format_.value}, {result.metadata.get('precision')}, "
-            f"{'folded' if result.metadata.get('folded') else 'unfolded'}) in {result.seconds:.1f} s"
-        )
+        if layout is not None:
+            how = f"{written} layout, {result.details['tensors']} tensors"
+        else:
+            folded = "folded" if result.metadata.get("folded") else "unfolded"
+            how = f"{written}, {result.metadata.get('precision')}, {folded}"
+        typer.echo(f"wrote {result.path} ({how}) in {result.seconds:.1f} s")
         typer.echo(verdict)
 
 
-class Device(str, Enum):
-    """Where to run: ``auto`` takes a GPU only when it is really usable."""
+def _device_option() -> Any:
+    """``--device`` of predict and check: ``auto`` takes a GPU only when it is really usable."""
+    return Annotated[
+        _choice("Device"),
+        typer.Option(
+            "--device",
+            help=f"{_listing('Device')}: auto takes the GPU only if usable, tensorrt is ONNX only.",
+        ),
+    ]
 
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    tensorrt = "tensorrt"
 
-
-DeviceOption = Annotated[
-    Device, typer.Option("--device", help="auto (GPU only if usable), cpu, cuda, tensorrt (ONNX only).")
-]
 FallbackFlag = Annotated[
     bool, typer.Option("--allow-cpu-fallback", help="Run on the CPU (and say so) when the GPU is not usable.")
 ]
@@ -400,7 +397,7 @@ def predict_command(
     ],
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image.")] = 5,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per model call.")] = 32,
-    device: DeviceOption = Device.auto,
+    device: _device_option() = "auto",
     allow_cpu_fallback: FallbackFlag = False,
     threads: ThreadsOption = None,
     preprocessing: Annotated[
@@ -454,13 +451,13 @@ def check_command(
         typer.Argument(help="Exported files made from it (.onnx, TorchScript, .pt2, Triton)."),
     ] = None,
     data: Annotated[
-        str, typer.Option("--data", help="random, digits, or folder:DIR (class per directory).")
+        str, typer.Option("--data", help=f"{_listing('DataKind')} (folder:DIR: a class per directory).")
     ] = ("random"),
     samples: Annotated[int, typer.Option("--samples", help="Inputs to compare.")] = 256,
     batch_sizes: Annotated[
         str, typer.Option("--batch-sizes", help="Batch sizes to time, comma-separated.")
     ] = ("1,32"),
-    device: DeviceOption = Device.auto,
+    device: _device_option() = "auto",
     allow_cpu_fallback: FallbackFlag = False,
     threads: ThreadsOption = None,
     no_latency: Annotated[

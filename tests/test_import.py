@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 import normresnet_export as nx
 from cli import app
-from normresnet_export.interop.diracnet import write_folded_layout
+from normresnet_export.export.diracnet_layout import export_diracnet_layout
 from normresnet_export.nn import dirac_delta
 from tests.refweights import reference_input, reference_state_dict
 
@@ -355,7 +355,7 @@ def test_diracnet_folded_weights_flow_both_ways(tmp_path):
     unfolded = nx.import_checkpoint(_write(tmp_path / "model.pt7", {"params": _functional("diracnet18")}))
     folded = nx.fold_model(unfolded.model).model
     ours = nx.Checkpoint(model=folded, arch="diracnet18", model_kwargs=unfolded.model_kwargs, folded=True)
-    exported = write_folded_layout(ours, tmp_path / "diracnet18v2folded-0000.pth")
+    exported = export_diracnet_layout(ours, tmp_path / "diracnet18v2folded-0000.pth").path
     original = _PublishedFoldedDiracNet((4, 4, 4, 4)).eval()
     original.load_state_dict(torch.load(exported, weights_only=True))  # strict: the published keys exactly
     x = torch.randn(1, 3, 224, 224)  # the published module pools with AvgPool2d(7): 224×224 only

@@ -1,8 +1,9 @@
-"""One entry point for every format: ``export(format, source, path, **options)``."""
+"""One entry point for every format and layout: ``export(format, source, path, **options)``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from torch import nn
@@ -10,13 +11,37 @@ from torch import nn
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.export import contract
+from normresnet_export.export.diracnet_layout import LAYOUT as DIRACNET_LAYOUT
+from normresnet_export.export.diracnet_layout import export_diracnet_layout
 from normresnet_export.export.onnx import export_onnx
 from normresnet_export.export.pt2 import export_pt2
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.torchscript import export_torchscript
 from normresnet_export.export.triton import export_triton
 
+#: Deployment formats: a file (or Triton model repository) that runs the model on its own.
 FORMATS = ("onnx", "torchscript", "pt2", "triton")
+#: Weight layouts of other projects: a folded model's weights under another code's names.
+LAYOUTS = (DIRACNET_LAYOUT,)
+
+#: Each writer and the options it takes besides ``check`` (which every writer takes).
+_WRITERS: dict[str, tuple[Callable[..., ExportResult], frozenset[str]]] = {
+    "onnx": (export_onnx, frozenset({"fold", "input_size", "fp16", "opset", "exporter", "static_batch"})),
+    "torchscript": (export_torchscript, frozenset({"fold", "input_size", "fp16"})),
+    "pt2": (export_pt2, frozenset({"fold", "input_size", "fp16", "static_batch"})),
+    "triton": (
+        export_triton,
+        frozenset({"fold", "input_size", "fp16", "opset", "exporter", "name", "max_batch_size"}),
+    ),
+    DIRACNET_LAYOUT: (export_diracnet_layout, frozenset()),
+}
+
+
+def _why_not(format: str, refused: list[str]) -> str:
+    """Why the refused options do not apply, where one reason covers them."""
+    if format in LAYOUTS:
+        return " (it writes the weights of an already folded checkpoint as they are)"
+    return " (it batches dynamically)" if "static_batch" in refused else ""
 
 
 def export(
@@ -34,39 +59,36 @@ def export(
     name: str | None = None,
     max_batch_size: int | None = None,
 ) -> ExportResult:
-    """Export ``source`` in ``format``; options that do not apply to the format are refused, not ignored.
+    """Export ``source`` in ``format`` (one of :data:`FORMATS` or :data:`LAYOUTS`).
+
+    Options that do not apply to the format are refused, not ignored. Every writer checks
+    what it is about to write against the model (unless ``check=False``) and writes atomically.
 
     Raises:
         InputError: Unknown format, or an option the format does not take.
         CheckFailedError: The export does not agree with the model (nothing is written).
     """
-    if format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
-    given = {
+    if format not in _WRITERS:
+        raise InputError(
+            f"unknown format {format!r}; expected one of {', '.join(FORMATS)} "
+            f"(or a layout: {', '.join(LAYOUTS)})"
+        )
+    writer, accepted = _WRITERS[format]
+    given = {  # the options asked for: a default is not asking
+        "fold": None if fold else False,
+        "input_size": input_size,
+        "fp16": fp16 or None,
         "opset": opset,
         "exporter": exporter,
         "static_batch": static_batch,
         "name": name,
         "max_batch_size": max_batch_size,
     }
-    accepted = {
-        "onnx": {"opset", "exporter", "static_batch"},
-        "torchscript": set(),
-        "pt2": {"static_batch"},
-        "triton": {"opset", "exporter", "name", "max_batch_size"},
-    }[format]
     refused = sorted(k for k, v in given.items() if v is not None and k not in accepted)
     if refused:
-        why = " (it batches dynamically)" if "static_batch" in refused else ""
-        raise InputError(f"{', '.join(refused)} does not apply to format {format}{why}")
-    options: dict[str, Any] = {"fold": fold, "input_size": input_size, "fp16": fp16, "check": check}
-    options.update({k: v for k, v in given.items() if v is not None})
-    if format in ("onnx", "triton"):
+        kind = "layout" if format in LAYOUTS else "format"
+        raise InputError(f"{', '.join(refused)} does not apply to {kind} {format}{_why_not(format, refused)}")
+    options: dict[str, Any] = {"check": check, **{k: v for k, v in given.items() if v is not None}}
+    if "opset" in accepted:
         options.setdefault("opset", contract.DEFAULT_OPSET)
-    writer = {
-        "onnx": export_onnx,
-        "torchscript": export_torchscript,
-        "pt2": export_pt2,
-        "triton": export_triton,
-    }
-    return writer[format](source, path, **options)
+    return writer(source, path, **options)

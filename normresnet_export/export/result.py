@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normresnet_export.fold.report import Deviation
+from normresnet_export.compare import Deviation
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,11 @@ class ExportResult:
 
     Attributes:
         path: The file (or, for Triton, the model repository) written.
-        format: ``onnx``, ``torchscript``, ``pt2`` or ``triton``.
-        metadata: What the artefact carries (arch, preprocessing, labels, fold summary, …).
-        details: Format-specific facts: exporter, opset, IR version, node counts, files.
+        format: One of the deployment formats or weight layouts of
+            :mod:`~normresnet_export.export.dispatch` (``onnx``, ``diracnet``, …).
+        metadata: What the artefact carries (arch, preprocessing, labels, fold summary, …); for a
+            weight layout, another code's bare state_dict, the record that knows nothing.
+        details: Format-specific facts: exporter, opset, IR version, node counts, files, tensors.
         check: The post-export check, or ``None`` with ``check=False``.
         seconds: Wall time of the export, check included.
     """

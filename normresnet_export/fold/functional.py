@@ -3,7 +3,7 @@
 Every function computes in float64 and returns tensors in the dtype (and on the device)
 of the weight it was given. Rounding the folded weight once, instead of compounding
 float32 errors through a 1000-layer stack, is what keeps folded logits within 1e-5 of
-the original (LESSONS.md #6). Weights follow PyTorch's layouts: ``[out, in/groups, *kernel]``
+the original. Weights follow PyTorch's layouts: ``[out, in/groups, *kernel]``
 for convolutions, ``[out, in]`` for Linear. Transposed convolutions are not handled.
 
 On the meta device (shape-only folds, used to rebuild folded checkpoints) the functions
@@ -73,7 +73,7 @@ def fold_output_affine(
 
     Exact for any stride, padding, dilation and groups, because it acts on the output.
     The result always has a bias (a dropped or double-counted conv bias is the classic
-    folding bug, LESSONS.md #3).
+    folding bug).
 
     Args:
         weight: ``[out, ...]`` weight of the conv or linear layer.
@@ -100,7 +100,11 @@ def fold_bn(
     gamma: torch.Tensor | None,
     beta: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold a BatchNorm that directly follows a conv/linear layer into that layer."""
+    """Fold a BatchNorm that directly follows a conv/linear layer into that layer.
+
+    ``bn(conv(x)) = scale * conv(x) + shift`` with the BatchNorm's float64 affine
+    (:func:`batchnorm_affine`), merged into the weight and bias by :func:`fold_output_affine`.
+    """
     return fold_output_affine(weight, bias, *batchnorm_affine(running_mean, running_var, eps, gamma, beta))
 
 

@@ -7,7 +7,7 @@ is left in place and recorded with its reason. The passes are purely structural 
 never look at weight *values* to decide — so running them on a shape-only (meta device)
 model gives the same module tree; that is how folded checkpoints are rebuilt.
 
-Patterns (``shared/spec/ARCHITECTURES.md`` §6):
+Patterns:
 
 * identity and dropout modules are removed (eval semantics);
 * a layer with a ``fold()`` method (Dirac convolutions) becomes the plain layer it returns;
@@ -85,6 +85,19 @@ def _reads_no_zero_padding(layer: nn.Module) -> bool:
     return all(p == 0 for p in layer.padding)
 
 
+def _statistics(
+    bn: nn.Module,
+) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor | None, torch.Tensor | None]:
+    """An eval-mode BatchNorm's ``(running_mean, running_var, eps, gamma, beta)``.
+
+    These are the arguments of :func:`~normresnet_export.fold.functional.batchnorm_affine` and
+    :func:`~normresnet_export.fold.functional.fold_bn`, which do the arithmetic; a BatchNorm
+    without affine parameters has no gamma and beta.
+    """
+    gamma, beta = (bn.weight, bn.bias) if bn.affine else (None, None)
+    return bn.running_mean, bn.running_var, bn.eps, gamma, beta
+
+
 def _set_module(graph_module: fx.GraphModule, target: str, module: nn.Module) -> None:
     parent, _, name = target.rpartition(".")
     setattr(graph_module.get_submodule(parent) if parent else graph_module, name, module)
@@ -160,7 +173,8 @@ class Folder:
                 kind = "dropout" if isinstance(module, nn.modules.dropout._DropoutNd) else "identity"
                 self.absorb(node, node.args[0], f"{kind} removed")
 
-    def unfold_reparameterised(self) -> None:
+    def fold_reparameterised_layers(self) -> None:
+        """A layer with a ``fold()`` method (a Dirac convolution) becomes the plain layer it returns."""
         for node in self.graph.nodes:
             module = self.module(node)
             if callable(getattr(module, "fold", None)):
@@ -199,13 +213,13 @@ class Folder:
                 continue
             source = node.args[0]
             layer = self.layer_with_sole_user(source, node)
-            gamma, beta = (bn.weight, bn.bias) if bn.affine else (None, None)
-            scale, shift = Fold.batchnorm_affine(bn.running_mean, bn.running_var, bn.eps, gamma, beta)
             if layer is not None:
-                self.replace_layer(source, *Fold.fold_output_affine(layer.weight, layer.bias, scale, shift))
+                self.replace_layer(source, *Fold.fold_bn(layer.weight, layer.bias, *_statistics(bn)))
                 self.absorb(node, source, f"{type(bn).__name__} into the {type(layer).__name__} before it")
                 changed = True
             elif self.is_sum_of_two_layers(source, node):
+                # scale * (a + b) + shift: the shift goes into one of the two convs only.
+                scale, shift = Fold.batchnorm_affine(*_statistics(bn))
                 first, second = source.args
                 self.replace_layer(
                     first,
@@ -292,10 +306,7 @@ class Folder:
         """(scale, shift, input, description) if ``node`` computes a per-channel affine of its input."""
         module = self.module(node)
         if isinstance(module, BATCHNORMS) and module.running_mean is not None:
-            gamma, beta = (module.weight, module.bias) if module.affine else (None, None)
-            scale, shift = Fold.batchnorm_affine(
-                module.running_mean, module.running_var, module.eps, gamma, beta
-            )
+            scale, shift = Fold.batchnorm_affine(*_statistics(module))
             return scale, shift, node.args[0], type(module).__name__
         if isinstance(module, ChannelAffine):
             return module.weight, module.bias, node.args[0], "ChannelAffine"
@@ -352,8 +363,7 @@ class Folder:
                     )
                 )
                 continue
-            gamma, beta = (bn.weight, bn.bias) if bn.affine else (None, None)
-            scale, shift = Fold.batchnorm_affine(bn.running_mean, bn.running_var, bn.eps, gamma, beta)
+            scale, shift = Fold.batchnorm_affine(*_statistics(bn))
             dtype = bn.running_mean.dtype
             affine = ChannelAffine(bn.num_features, device=bn.running_mean.device, dtype=dtype)
             if not scale.is_meta:
@@ -403,7 +413,7 @@ class Folder:
 
     def run(self) -> None:
         self.remove_identities()
-        self.unfold_reparameterised()
+        self.fold_reparameterised_layers()
         self.subsampling_pools_to_convs()
         passes = (
             self.fold_batchnorm_into_layer,

@@ -48,6 +48,21 @@ def reconcile(option: str, explicit: Any, inferred: Any) -> Any:
     return explicit if explicit is not None else inferred
 
 
+def reconcile_num_classes(model_kwargs: Mapping[str, Any], classifier_rows: int) -> int:
+    """The number of classes: the rows of the file's classifier, which an explicit one must match.
+
+    Every importer reads it the same way, so ``--num-classes`` is checked the same way everywhere.
+
+    Args:
+        model_kwargs: The builder keywords the user gave (``num_classes`` may be ``None``).
+        classifier_rows: Output rows of the file's final linear layer (0 for a features-only model).
+
+    Raises:
+        InputError: ``--num-classes N contradicts the checkpoint, which has M``.
+    """
+    return reconcile("--num-classes", model_kwargs.get("num_classes"), classifier_rows)
+
+
 def strip_prefix(state_dict: Mapping[str, Any], prefix: str = "module.") -> dict[str, Any]:
     """Remove ``prefix`` (DataParallel/DDP's ``module.``) from the keys that have it."""
     return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state_dict.items()}

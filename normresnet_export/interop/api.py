@@ -2,7 +2,7 @@
 
 Reading never runs code from the file: everything loads with ``weights_only=True`` except
 tau-ResNet's pickled models, which go through the restricted unpickler of
-:mod:`~normresnet_export.interop.safe_pickle`. The producer is recognised from the file's
+:mod:`~normresnet_export.files.safe_pickle`. The producer is recognised from the file's
 structure when ``source`` is not given. What the file determines (architecture, number of
 classes, shortcut option, tau, widths) is inferred, and an explicit value that contradicts
 it is an error naming both. Every source tensor must land somewhere and every target
@@ -18,18 +18,13 @@ from typing import Any
 
 import torch
 
-from normresnet_export.checkpoint import (
-    Checkpoint,
-    PickledObjectsError,
-    describe_mismatch,
-    model_shapes,
-    read_file,
-)
+from normresnet_export.checkpoint import Checkpoint, describe_mismatch, model_shapes
 from normresnet_export.errors import CheckpointError, InputError
+from normresnet_export.files.reading import PickledObjectsError, read_file
+from normresnet_export.files.recognise import Recognised, recognise, recognise_state_dict
+from normresnet_export.files.safe_pickle import load_restricted
 from normresnet_export.interop import diracnet, leno, procresnet, tau_resnet, torch_resnet, torchvision
 from normresnet_export.interop._common import Imported
-from normresnet_export.interop.recognise import Recognised, recognise, recognise_state_dict
-from normresnet_export.interop.safe_pickle import load_restricted
 from normresnet_export.models import create_model, model_info
 
 Reader = Callable[..., Imported]

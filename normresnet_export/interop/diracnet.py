@@ -1,6 +1,6 @@
-"""Import DiracNet checkpoints (functional and folded), and write the published folded layout back.
+"""Import DiracNet checkpoints (functional and folded), and name the published folded layout.
 
-Formats (``shared/spec/ARCHITECTURES.md`` §5.6, §5.7):
+Formats:
 
 * ``train.py``'s ``model.pt7``: ``{"params": every entry, "epoch", "optimizer"}``, a flat dict
   of learnable tensors, BatchNorm statistics and the constant ``eye<no>_<ni>_3_3`` Dirac
@@ -13,12 +13,13 @@ Functional names map onto ours as ``conv`` -> ``conv.weight``,
 ``group{g}.block{b}.conv`` -> ``….conv.weight``, ``….alpha``/``….beta`` -> ``….conv.alpha``/
 ``….conv.beta``; BatchNorm entries keep their names. The ``eye*`` entries are checked to be
 the Dirac tensors our layers rebuild. The folded files import as an already folded
-checkpoint: their names are ours with a ``features.`` prefix.
+checkpoint: their names are ours with a ``features.`` prefix on all but the classifier
+(:func:`published_folded_to_ours`; :func:`ours_to_published_folded` is the way back, which
+``normexport export --layout diracnet`` writes).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,14 +27,13 @@ from typing import Any
 
 import torch
 
-from normresnet_export._io import atomic_write
-from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.interop._common import (
     Imported,
     blocks_per_stage,
     lookup,
     reconcile,
+    reconcile_num_classes,
     recorded_metrics,
     tensor_dict,
 )
@@ -43,6 +43,12 @@ from normresnet_export.preprocess import PRESETS
 
 IMAGENET_DEPTHS = {(4, 4, 4, 4): 18, (6, 8, 12, 6): 34}  # Dirac blocks per group -> depth
 _BLOCK_CONV = re.compile(r"^group(\d+)\.block(\d+)\.conv$")
+#: The published folded module keeps everything but the classifier in a ``features`` Sequential.
+_FEATURES = "features."
+_CLASSIFIER = "fc."
+#: The models the published folded layout exists for, and its classifier's size (ImageNet, built in).
+PUBLISHED_FOLDED_ARCHS = tuple(f"diracnet{depth}" for depth in IMAGENET_DEPTHS.values())
+PUBLISHED_FOLDED_CLASSES = 1000
 
 
 def _check_eyes(eyes: dict[str, torch.Tensor], block_shapes: set[tuple[int, ...]], path: Path) -> None:
@@ -104,11 +110,7 @@ def read_functional(obj: Any, path: Path, *, arch: str | None, model_kwargs: dic
     _check_eyes(eyes, {tuple(v.shape) for k, v in params.items() if _BLOCK_CONV.match(k)}, path)
     return Imported(
         arch=reconcile("--arch", arch, _name(groups, widths, imagenet, path)),
-        model_kwargs={
-            "num_classes": reconcile(
-                "--num-classes", model_kwargs.get("num_classes"), params["fc.weight"].shape[0]
-            )
-        },
+        model_kwargs={"num_classes": reconcile_num_classes(model_kwargs, params["fc.weight"].shape[0])},
         state_dict=functional_to_ours(params),
         metrics=metrics,
         preprocessing=PRESETS["imagenet" if imagenet else "cifar-wrn"],
@@ -120,16 +122,12 @@ def read_folded(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[st
     state = tensor_dict(obj, "a folded DiracNet state_dict")
     if "features.conv.weight" not in state:
         raise InputError(f"{path}: a folded DiracNet has 'features.conv.weight'")
-    ours = {k.removeprefix("features."): v for k, v in state.items()}
+    ours = published_folded_to_ours(state)
     groups = blocks_per_stage(ours, r"^group(\d+)\.block(\d+)\.conv\.weight$")
     name = f"diracnet{lookup(IMAGENET_DEPTHS, groups, 'Dirac blocks per group')}"
     return Imported(
         arch=reconcile("--arch", arch, name),
-        model_kwargs={
-            "num_classes": reconcile(
-                "--num-classes", model_kwargs.get("num_classes"), state["fc.weight"].shape[0]
-            )
-        },
+        model_kwargs={"num_classes": reconcile_num_classes(model_kwargs, state["fc.weight"].shape[0])},
         state_dict=ours,
         folded=True,
         preprocessing=PRESETS["imagenet"],
@@ -137,33 +135,13 @@ def read_folded(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[st
     )
 
 
-def write_folded_layout(checkpoint: Checkpoint, path: str | os.PathLike[str]) -> Path:
-    """Write a folded DiracNet-18/34 in the published folded layout (``torch.save`` of a plain state_dict).
+def published_folded_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Names of the published folded state_dict -> those of our folded DiracNet-18/34."""
+    return {key.removeprefix(_FEATURES): tensor for key, tensor in state.items()}
 
-    The original folded ``DiracNet`` module (``diracnet.py``, ``AvgPool2d(7)`` and
-    ``Linear(512, 1000)`` built in) loads the result strictly, so weights folded here can go
-    back to code written for the published files.
 
-    Raises:
-        InputError: Not a folded checkpoint, or not an ImageNet DiracNet with 1000 classes.
-    """
-    if checkpoint.arch not in ("diracnet18", "diracnet34"):
-        raise InputError(
-            f"the published folded layout exists for diracnet18 and diracnet34 only, not {checkpoint.arch!r}"
-        )
-    if not checkpoint.folded:
-        raise InputError(
-            f"{checkpoint.path or 'the checkpoint'} is not folded; fold it first (normexport fold)"
-        )
-    if checkpoint.num_classes != 1000:
-        raise InputError(
-            f"the published folded module has 1000 classes, this model has {checkpoint.num_classes}"
-        )
-    state = {
-        (key if key.startswith("fc.") else f"features.{key}"): tensor.detach().cpu()
-        for key, tensor in checkpoint.model.state_dict().items()
+def ours_to_published_folded(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Names of our folded DiracNet-18/34 -> those of the published folded state_dict."""
+    return {
+        (key if key.startswith(_CLASSIFIER) else _FEATURES + key): tensor for key, tensor in state.items()
     }
-    path = Path(path)
-    with atomic_write(path) as handle:
-        torch.save(state, handle)
-    return path

@@ -1,8 +1,8 @@
 """Import LeNo ``main.py`` checkpoints: LeNo-ResNets and the repository's two baselines.
 
 ``main.py`` saves ``{"epoch", "arch", "state_dict", "best_acc1", "val_acc1", "optimizer"}``,
-keys prefixed ``module.`` under DataParallel/DDP (``shared/spec/ARCHITECTURES.md`` §2.5). The
-depth is not stored; it follows from the blocks per stage. ``arch`` picks the mapping:
+keys prefixed ``module.`` under DataParallel/DDP. The depth is not stored; it follows from
+the blocks per stage. ``arch`` picks the mapping:
 
 * ``lenoresnet`` -> ``lenoresnet{depth}`` (same key names);
 * ``resnet`` (torchvision's ResNet) -> this project's ``resnet{depth}`` (torch-resnet family);
@@ -24,6 +24,7 @@ from normresnet_export.interop._common import (
     blocks_per_stage,
     lookup,
     reconcile,
+    reconcile_num_classes,
     recorded_metrics,
     rename,
     strip_prefix,
@@ -72,19 +73,12 @@ def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]
     if layout == "lenoresnet":
         inferred, mapped = f"lenoresnet{depth}", state
     elif layout == "preactresnet":
-        inferred, mapped = (
-            f"leno_baseline_preactresnet{depth}",
-            rename(state, [(r"\.downsample\.", ".shortcut.")]),
-        )
+        inferred, mapped = f"leno_baseline_preactresnet{depth}", preact_baseline_to_ours(state)
     else:
         inferred, mapped = f"resnet{depth}", torchvision.to_torch_resnet(state)
     return Imported(
         arch=reconcile("--arch", arch, inferred),
-        model_kwargs={
-            "num_classes": reconcile(
-                "--num-classes", model_kwargs.get("num_classes"), state["fc.weight"].shape[0]
-            )
-        },
+        model_kwargs={"num_classes": reconcile_num_classes(model_kwargs, state["fc.weight"].shape[0])},
         state_dict=mapped,
         metrics=metrics,
         preprocessing=PRESETS["imagenet"],

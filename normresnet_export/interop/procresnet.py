@@ -1,9 +1,9 @@
 """Import ProcResNet_PyTorch ``main.py`` checkpoints (ProcResNet and its pre-activation baselines).
 
 ``main.py`` saves ``{"net": state_dict, "acc": test accuracy %, "epoch": int}`` with a
-DataParallel ``module.`` prefix (``shared/spec/ARCHITECTURES.md`` §1.8). The model name is
-not stored: ``trans_conv1`` means ProcResNet, a shortcut conv means the baseline, and the
-depth follows from the blocks per stage (9n + 4 and 9n + 2).
+DataParallel ``module.`` prefix. The model name is not stored: ``trans_conv1`` means
+ProcResNet, a shortcut conv means the baseline, and the depth follows from the blocks per
+stage (9n + 4 and 9n + 2).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from normresnet_export.interop._common import (
     Imported,
     blocks_per_stage,
     reconcile,
+    reconcile_num_classes,
     recorded_metrics,
     strip_prefix,
     tensor_dict,
@@ -50,11 +51,7 @@ def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]
         raise InputError(f"{path}: {n} blocks per stage make {inferred}, which is not a registered model")
     return Imported(
         arch=reconcile("--arch", arch, inferred),
-        model_kwargs={
-            "num_classes": reconcile(
-                "--num-classes", model_kwargs.get("num_classes"), state["linear.weight"].shape[0]
-            )
-        },
+        model_kwargs={"num_classes": reconcile_num_classes(model_kwargs, state["linear.weight"].shape[0])},
         state_dict=state,
         metrics=metrics,
         preprocessing=PRESETS["cifar-wrn"],

@@ -1,10 +1,10 @@
 """Import tau-ResNet checkpoints: pickled model objects (read safely) or plain state_dicts.
 
 The training scripts save ``{"net": model object, "acc", "epoch", "rng_state"}`` as
-``<arch>_<sess>_tau<tau>_<seed>.ckpt`` (``shared/spec/ARCHITECTURES.md`` §3.7). The model
-object is read by :mod:`~normresnet_export.interop.safe_pickle` without importing the
-scripts' classes. The BN variant keeps tau only as a plain attribute, found on the pickled
-model and every block, and in the file name; the no-BN variant has it as a parameter.
+``<arch>_<sess>_tau<tau>_<seed>.ckpt``. The model object is read by
+:mod:`~normresnet_export.files.safe_pickle` without importing the scripts' classes. The BN
+variant keeps tau only as a plain attribute, found on the pickled model and every block, and
+in the file name; the no-BN variant has it as a parameter.
 Whatever is present must agree.
 """
 
@@ -17,16 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from normresnet_export.errors import InputError
+from normresnet_export.files.safe_pickle import flatten, is_stand_in
 from normresnet_export.interop._common import (
     Imported,
     blocks_per_stage,
     lookup,
     reconcile,
+    reconcile_num_classes,
     recorded_metrics,
     strip_prefix,
     tensor_dict,
 )
-from normresnet_export.interop.safe_pickle import flatten, is_stand_in
 from normresnet_export.interop.torchvision import DEPTHS as IMAGENET_DEPTHS
 from normresnet_export.preprocess import PRESETS
 
@@ -100,7 +101,7 @@ def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]
             raise InputError(f"tau {explicit!r} contradicts the checkpoint, which has {tau!r}")
     else:
         tau = _tau(path, recorded, model_kwargs.get("tau"))
-    classes = reconcile("--num-classes", model_kwargs.get("num_classes"), state["fc.weight"].shape[0])
+    classes = reconcile_num_classes(model_kwargs, state["fc.weight"].shape[0])
     return Imported(
         arch=reconcile("--arch", arch, inferred),
         model_kwargs={"num_classes": classes, "tau": tau},

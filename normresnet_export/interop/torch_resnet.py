@@ -1,9 +1,8 @@
 """Import torch-resnet checkpoints: the example trainer's dict or a plain state_dict.
 
 The example (deep-trainer) saves ``{"model": state_dict, "optimizer", "epoch", "step",
-"val_metric", …}`` without a ``module.`` prefix (``shared/spec/ARCHITECTURES.md`` §4.8).
-Architecture, width and shortcut option live only in the run directory's name, so they
-are read from the tensors:
+"val_metric", …}`` without a ``module.`` prefix. Architecture, width and shortcut option
+live only in the run directory's name, so they are read from the tensors:
 
 * pre-activation iff there is a ``norm`` BatchNorm; bottleneck iff blocks have ``conv3``;
 * CIFAR design (3 stages) or ImageNet design (4 stages), with a 3×3 stem for "-small";
@@ -30,6 +29,7 @@ from normresnet_export.interop._common import (
     blocks_per_stage,
     lookup,
     reconcile,
+    reconcile_num_classes,
     recorded_metrics,
     rename,
     strip_prefix,
@@ -114,7 +114,7 @@ def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]
     return Imported(
         arch=reconcile("--arch", arch, inferred),
         model_kwargs={
-            "num_classes": reconcile("--num-classes", model_kwargs.get("num_classes"), classes),
+            "num_classes": reconcile_num_classes(model_kwargs, classes),
             "shortcut": reconcile("shortcut", model_kwargs.get("shortcut"), kwargs["shortcut"]),
         },
         state_dict=state,

@@ -19,6 +19,7 @@ from normresnet_export.interop._common import (
     blocks_per_stage,
     lookup,
     reconcile,
+    reconcile_num_classes,
     rename,
     strip_prefix,
     tensor_dict,
@@ -70,7 +71,7 @@ def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]
     return Imported(
         arch=reconcile("--arch", arch, infer_arch(state)),
         model_kwargs={
-            "num_classes": reconcile("--num-classes", model_kwargs.get("num_classes"), num_classes),
+            "num_classes": reconcile_num_classes(model_kwargs, num_classes),
             "shortcut": reconcile(
                 "shortcut", model_kwargs.get("shortcut"), "B"
             ),  # projections where shapes change
