@@ -1,22 +1,21 @@
 """The ``normexport`` command line: parses options and calls one library function per command.
 
-``import cli`` does not load the library (nor torch): each command imports what it calls, and
-the choices its options offer are the library's own enumerations, read when Typer builds the
-commands (so every invocation, ``--help`` included, loads the library). Errors the user can
-fix (``NormexportError``) become one line on stderr and exit code 2 (bad input) or 1 (a check
-that failed); there are no tracebacks.
+Each command imports what it calls, so ``import cli`` and ``normexport --help`` do not load
+torch; the choices its options offer come from :mod:`normresnet_export.vocabulary`, which
+imports nothing. Errors the user can fix (``NormexportError``) become one line on stderr and
+exit code 2 (bad input) or 1 (a check that failed); there are no tracebacks.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+
+from normresnet_export import vocabulary
 
 T = TypeVar("T")
 
@@ -28,45 +27,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 def choices(name: str, values: Iterable[str]) -> type[Enum]:
     """A str Enum over one of the library's enumerations, so the CLI never restates a list of choices."""
     return Enum(name, {value: value for value in values}, type=str)  # type: ignore[return-value]
 
 
-#: The library's enumerations the options offer, by the name of their choices: (module, attribute).
-#: They are read when Typer builds the commands (each option's annotation, a string under
-#: ``from __future__ import annotations``, is evaluated then), not on ``import cli``, which
-#: stays free of torch. Typer builds every command on each call, ``--help`` included.
-_ENUMERATIONS = {
-    "Device": ("normresnet_export.runtime.devices", "DEVICES"),
-    "Format": ("normresnet_export.export.dispatch", "FORMATS"),
-    "Layout": ("normresnet_export.export.dispatch", "LAYOUTS"),
-    "Exporter": ("normresnet_export.export.onnx", "EXPORTERS"),
-    "Source": ("normresnet_export.interop.api", "SOURCES"),
-    "Family": ("normresnet_export.models", "FAMILIES"),
-    "DataKind": ("normresnet_export.check", "DATA_KINDS"),
-    "Dataset": ("trainers.datasets", "DATASETS"),
-    "TrainingDevice": ("trainers.distributed", "DEVICES"),
-    "ProjectionMode": ("normresnet_export.nn.procrustes", "PROJECTION_MODES"),
-}
-
-
-@functools.cache
-def _values(name: str) -> tuple[str, ...]:
-    """The values of one of :data:`_ENUMERATIONS`, imported from the library on first use."""
-    module, attribute = _ENUMERATIONS[name]
-    return tuple(getattr(importlib.import_module(module), attribute))
-
-
-@functools.cache
 def _choice(name: str) -> type[Enum]:
-    """An option type accepting exactly the values of ``name`` (bad ones are a usage error, exit 2)."""
-    return choices(name, _values(name))
+    """An option type accepting exactly the values of ``vocabulary.<name>`` (others: usage error, exit 2)."""
+    return choices(name, getattr(vocabulary, name))
 
 
 def _listing(name: str) -> str:
-    """The values of ``name`` for a help text: ``a, b or c``."""
-    *others, last = _values(name)
+    """The values of ``vocabulary.<name>`` for a help text: ``a, b or c``."""
+    *others, last = getattr(vocabulary, name)
     return f"{', '.join(others)} or {last}" if others else last
 
 
@@ -108,10 +82,13 @@ def models_command(
     pattern: Annotated[str | None, typer.Argument(help="Shell-style name filter, e.g. 'preact_*'.")] = None,
     family: Annotated[
         str | None,
-        typer.Option("--family", "-f", help=f"Only this family: {_listing('Family')}."),
+        typer.Option("--family", "-f", help=f"Only this family: {_listing('FAMILIES')}."),
     ] = None,
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="Only 'cifar' (32×32) or 'imagenet' (224×224) designs.")
+        str | None,
+        typer.Option(
+            "--dataset", help=f"Only the designs for one input kind: {_listing('DESIGN_DATASETS')}."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -132,7 +109,7 @@ def models_command(
 def train_command(
     arch: Annotated[str, typer.Argument(help="Model to train (`normexport models` lists them).")],
     # --dataset, --device and --procrustes take any text: TrainConfig checks it (one line, exit 2).
-    dataset: Annotated[str, typer.Option("--dataset", help=f"{_listing('Dataset')}.")],
+    dataset: Annotated[str, typer.Option("--dataset", help=f"{_listing('TRAINING_DATASETS')}.")],
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the data lives (CIFAR default ./data).")
     ] = None,
@@ -159,7 +136,7 @@ def train_command(
     procrustes: Annotated[
         str | None,
         typer.Option(
-            "--procrustes", help=f"ProcResNet projection: {_listing('ProjectionMode')}; default exact."
+            "--procrustes", help=f"ProcResNet projection: {_listing('PROJECTION_MODES')}; default exact."
         ),
     ] = None,
     amp: Annotated[
@@ -168,7 +145,7 @@ def train_command(
     channels_last: Annotated[
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help=f"{_listing('TrainingDevice')}.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=f"{_listing('TRAINING_DEVICES')}.")] = "auto",
     workers: Annotated[int | None, typer.Option("--workers", help="Data-loader processes.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Run seed (recipe's).")] = None,
     out: Annotated[
@@ -243,9 +220,10 @@ def import_command(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the normexport checkpoint.")],
     source: Annotated[
-        _choice("Source") | None,
+        _choice("IMPORT_SOURCES") | None,
         typer.Option(
-            "--from", help=f"Who wrote it: {_listing('Source')}. Recognised from the file when omitted."
+            "--from",
+            help=f"Who wrote it: {_listing('IMPORT_SOURCES')}. Recognised from the file if omitted.",
         ),
     ] = None,
     arch: Annotated[
@@ -293,14 +271,14 @@ def export_command(
         Path, typer.Option("--output", "-o", help="The file to write (for triton: the model repository).")
     ],
     format_: Annotated[
-        _choice("Format") | None,
-        typer.Option("--format", "-f", help=f"Deployment format: {_listing('Format')} (or use --layout)."),
+        _choice("FORMATS") | None,
+        typer.Option("--format", "-f", help=f"Deployment format: {_listing('FORMATS')} (or use --layout)."),
     ] = None,
     layout: Annotated[
-        _choice("Layout") | None,
+        _choice("LAYOUTS") | None,
         typer.Option(
             "--layout",
-            help=f"Another project's weight layout instead: {_listing('Layout')}. diracnet: a folded "
+            help=f"Another project's weight layout instead: {_listing('LAYOUTS')}. diracnet: a folded "
             "DiracNet-18/34 as the published folded state_dict.",
         ),
     ] = None,
@@ -323,8 +301,10 @@ def export_command(
         bool, typer.Option("--no-check", help="Skip running the export against the model (not advised).")
     ] = False,
     exporter: Annotated[
-        _choice("Exporter") | None,
-        typer.Option("--exporter", help=f"ONNX exporter: {_listing('Exporter')} (default auto: see README)."),
+        _choice("EXPORTERS") | None,
+        typer.Option(
+            "--exporter", help=f"ONNX exporter: {_listing('EXPORTERS')} (default auto, see README)."
+        ),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Triton model name (default: the arch).")] = None,
     max_batch_size: Annotated[
@@ -375,10 +355,10 @@ def export_command(
 def _device_option() -> Any:
     """``--device`` of predict and check: ``auto`` takes a GPU only when it is really usable."""
     return Annotated[
-        _choice("Device"),
+        _choice("DEVICES"),
         typer.Option(
             "--device",
-            help=f"{_listing('Device')}: auto takes the GPU only if usable, tensorrt is ONNX only.",
+            help=f"{_listing('DEVICES')}: auto takes the GPU only if usable, tensorrt is ONNX only.",
         ),
     ]
 
@@ -451,7 +431,7 @@ def check_command(
         typer.Argument(help="Exported files made from it (.onnx, TorchScript, .pt2, Triton)."),
     ] = None,
     data: Annotated[
-        str, typer.Option("--data", help=f"{_listing('DataKind')} (folder:DIR: a class per directory).")
+        str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
     ] = ("random"),
     samples: Annotated[int, typer.Option("--samples", help="Inputs to compare.")] = 256,
     batch_sizes: Annotated[

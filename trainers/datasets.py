@@ -34,10 +34,11 @@ from torch.utils.data import Dataset
 from normresnet_export.data import digits
 from normresnet_export.errors import InputError
 from normresnet_export.preprocess import PRESETS, Preprocessing
+from normresnet_export.vocabulary import TRAINING_DATASETS
 from trainers.recipes import Recipe
 from trainers.transforms import CropFlip, sample_seed
 
-DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet", "folder")
+DATASETS = TRAINING_DATASETS
 
 _CIFAR = {
     "cifar10": ("CIFAR10", "cifar-10-batches-py", "CIFAR-10", "about 170 MB"),

@@ -18,8 +18,7 @@ import torch
 import torch.distributed as dist
 
 from normresnet_export.errors import InputError
-
-DEVICES = ("auto", "cpu", "cuda")
+from normresnet_export.vocabulary import TRAINING_DEVICES as DEVICES
 
 
 def _env_int(name: str, default: int) -> int:

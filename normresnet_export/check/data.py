@@ -16,9 +16,9 @@ from PIL import Image
 from normresnet_export.data import digits
 from normresnet_export.errors import InputError
 from normresnet_export.preprocess import Preprocessing, decode_image, image_files
+from normresnet_export.vocabulary import DATA_KINDS
 
 #: The kinds ``--data`` takes.
-DATA_KINDS = ("random", "digits", "folder:DIR")
 
 
 @dataclass

@@ -38,9 +38,10 @@ from normresnet_export.interop.diracnet import (
     published_folded_to_ours,
 )
 from normresnet_export.metadata import ModelMetadata
+from normresnet_export.vocabulary import LAYOUTS
 
 #: The layout's name, as ``normexport export --layout`` and :func:`~normresnet_export.export.export` take it.
-LAYOUT = "diracnet"
+(LAYOUT,) = LAYOUTS  # the one layout there is
 
 
 def _publishable(source: Checkpoint | str | os.PathLike[str]) -> Checkpoint:

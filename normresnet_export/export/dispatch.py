@@ -18,11 +18,7 @@ from normresnet_export.export.pt2 import export_pt2
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.torchscript import export_torchscript
 from normresnet_export.export.triton import export_triton
-
-#: Deployment formats: a file (or Triton model repository) that runs the model on its own.
-FORMATS = ("onnx", "torchscript", "pt2", "triton")
-#: Weight layouts of other projects: a folded model's weights under another code's names.
-LAYOUTS = (DIRACNET_LAYOUT,)
+from normresnet_export.vocabulary import FORMATS, LAYOUTS
 
 #: Each writer and the options it takes besides ``check`` (which every writer takes).
 _WRITERS: dict[str, tuple[Callable[..., ExportResult], frozenset[str]]] = {

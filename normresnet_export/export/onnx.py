@@ -43,8 +43,8 @@ from normresnet_export.export.verify import check_artefact, require
 from normresnet_export.fold import DEEP_LAYERS
 from normresnet_export.metadata import ModelMetadata, OnnxRecord
 from normresnet_export.models import count_layers
+from normresnet_export.vocabulary import EXPORTERS
 
-EXPORTERS = ("auto", "dynamo", "torchscript")
 #: Opsets the TorchScript-based exporter writes; dynamo writes 18 and later.
 TORCHSCRIPT_OPSETS = range(7, 24)
 #: ONNX files hold at most 2 GB in one protobuf; larger weights go to an external data file.

@@ -33,9 +33,9 @@ from typing import Literal
 import torch
 
 from normresnet_export.errors import InputError
+from normresnet_export.vocabulary import PROJECTION_MODES
 
 ProjectionMode = Literal["exact", "reference"]
-PROJECTION_MODES: tuple[str, ...] = ("exact", "reference")
 
 #: The reference calls ``batch_sqrtm`` with these values; the function's own defaults (20, 2.0) are unused.
 REFERENCE_ITERATIONS = 10

@@ -16,8 +16,7 @@ from typing import Any
 import torch
 
 from normresnet_export.runtime.base import DeviceError
-
-DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+from normresnet_export.vocabulary import DEVICES
 
 
 def check_device_name(device: str) -> str:
