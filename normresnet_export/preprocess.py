@@ -1,8 +1,8 @@
 """The preprocessing a model was evaluated with, as typed data that travels with its weights.
 
 A wrong mean/std, channel order or resize rule is the commonest cause of "wrong predictions
-after export" (LESSONS.md #11). So the preprocessing is recorded in every checkpoint and
-copied into every exported file, and nothing guesses it when it is missing.
+after export" in the issue trackers of the tools people export with. So the preprocessing is
+recorded in every checkpoint and copied into every exported file, and nothing guesses it when it is missing.
 
 The second half turns image files into model input: decode with Pillow (EXIF orientation
 applied, any mode made RGB, decompression bombs refused before decoding), then the recorded
@@ -150,7 +150,7 @@ def _cifar(mean: tuple[float, ...], std: tuple[float, ...]) -> Preprocessing:
     return Preprocessing(input_size=(3, 32, 32), mean=mean, std=std, resize=32, crop=32)
 
 
-#: The evaluation transforms of the reference training scripts (``shared/spec/ARCHITECTURES.md``):
+#: The evaluation transforms of the five research codes' training scripts:
 #: ``cifar10``/``cifar100`` for tau-ResNet and torch-resnet, ``cifar-wrn`` (the wide-ResNet
 #: statistics in 0-255 units) for ProcResNet and DiracNets, ``imagenet`` for every ImageNet
 #: design (resize 256, centre crop 224).

@@ -76,13 +76,13 @@ def test_fold_is_exact_across_the_registry(name):
 @pytest.mark.parametrize(
     ("name", "kwargs", "affines"),
     [
-        ("lenoresnet50", {}, 12),  # (N - 2) bn0 + 1 end bn3 per stage (spec §2.6)
+        ("lenoresnet50", {}, 12),  # (N - 2) bn0 + 1 end bn3 per stage
         ("lenoresnet101", {}, 29),
-        ("procresnet166", {}, 55),  # one bn1 per block + the head bn (spec §1.9)
+        ("procresnet166", {}, 55),  # one bn1 per block + the head bn
         ("procresnet_baseline164", {}, 58),  # + the three shortcut BNs; the stem BN folds
         ("preact_resnet20", {}, 10),  # every block's bn1 + norm
-        ("preact_resnet164", {}, 54),  # the stem conv feeds only block 0's bn1: that one folds (spec §4.9)
-        ("preact_resnet110", {"shortcut": "C"}, 0),  # every BN normalises a sum of two convs (spec §4.9)
+        ("preact_resnet164", {}, 54),  # the stem conv feeds only block 0's bn1: that one folds
+        ("preact_resnet110", {"shortcut": "C"}, 0),  # every BN normalises a sum of two convs
         ("leno_baseline_preactresnet50", {}, 17),
     ],
 )
@@ -94,7 +94,7 @@ def test_only_the_batchnorms_the_spec_calls_unfoldable_remain(name, kwargs, affi
 
 
 def test_folded_diracnets_are_plain_chains_with_the_published_parameter_counts():
-    for name, params in (("diracnet18", 11_511_784), ("diracnet34", 21_616_232)):  # spec §5.1 (folded)
+    for name, params in (("diracnet18", 11_511_784), ("diracnet34", 21_616_232)):  # folded DiracNet sizes
         report = fold_model(randomise_for_folding(nx.create_model(name).eval()), check=False).report
         assert report.parameters_after == params
         assert set(report.ops_after) == {"Conv2d", "GlobalAvgPool2d", "Linear", "MaxPool2d", "ReLU", "relu"}

@@ -322,7 +322,7 @@ def test_diracnet_eye_entries_must_be_dirac_tensors(tmp_path):
 
 class _PublishedFoldedDiracNet(nn.Module):
     """The published folded module rebuilt with nested containers (its dotted child names are refused
-    by current PyTorch; spec §5.7): the same keys, AvgPool2d(7) and Linear(512, 1000) built in."""
+    by current PyTorch): the same keys, AvgPool2d(7) and Linear(512, 1000) built in."""
 
     def __init__(self, blocks: tuple[int, ...]) -> None:
         super().__init__()

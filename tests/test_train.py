@@ -161,7 +161,7 @@ def test_recipes_carry_each_papers_schedule():
     assert [torch_resnet.factor(0, s) for s in (0, 400, 401, 32000, 32001, 48000, 48001)] == [
         0.1, 0.1, 1.0, 1.0, 0.1, 0.1, 0.01
     ]  # fmt: skip
-    leno = RECIPES["leno"].schedule  # stepped one epoch early in the reference (spec §2.4)
+    leno = RECIPES["leno"].schedule  # stepped one epoch early in the reference
     assert [leno.factor(e) for e in (28, 29, 58, 59, 78, 79)] == [1, 0.1, 0.1, 0.01, 0.01, 0.001]
     dirac = RECIPES["diracnet-cifar"]
     assert dirac.schedule.factor(58) == 1 and dirac.schedule.factor(59) == pytest.approx(0.2)

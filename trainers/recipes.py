@@ -175,7 +175,7 @@ RECIPES: dict[str, Recipe] = {
     for r in (
         Recipe(
             name="procresnet",
-            source="ProcResNet_PyTorch main.py, README.md (spec §1.6)",
+            source="ProcResNet_PyTorch main.py, README.md",
             epochs=300,
             batch_size=128,
             lr=0.1,
@@ -189,7 +189,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="leno",
-            source="LeNo main.py, args_file.py (spec §2.4)",
+            source="LeNo main.py, args_file.py",
             epochs=90,
             batch_size=256,
             lr=0.1,
@@ -202,7 +202,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="tau-resnet-cifar",
-            source="tau-ResNet cifar/cifar_train.py (spec §3.6)",
+            source="tau-ResNet cifar/cifar_train.py",
             epochs=200,
             batch_size=128,
             lr=0.1,
@@ -217,7 +217,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="tau-resnet-imagenet",
-            source="tau-ResNet imagenet/imagenet_train.py (spec §3.6)",
+            source="tau-ResNet imagenet/imagenet_train.py",
             epochs=200,
             batch_size=256,
             lr=0.1,
@@ -230,7 +230,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="torch-resnet",
-            source="torch-resnet example/example.py (spec §4.7)",
+            source="torch-resnet example/example.py",
             epochs=160,
             batch_size=128,
             lr=0.1,
@@ -245,7 +245,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="torch-resnet-wide",
-            source="torch-resnet example/example.py, wide-ResNet schedule (spec §4.7)",
+            source="torch-resnet example/example.py, wide-ResNet schedule",
             epochs=160,
             batch_size=128,
             lr=0.1,
@@ -275,7 +275,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="diracnet-cifar",
-            source="diracnets train.py, README.md (spec §5.5)",
+            source="diracnets train.py, README.md",
             epochs=200,
             batch_size=128,
             lr=0.1,
@@ -291,7 +291,7 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="diracnet-imagenet",
-            source="diracnets train.py, README.md ImageNet command (spec §5.5)",
+            source="diracnets train.py, README.md ImageNet command",
             epochs=100,
             batch_size=256,
             lr=0.1,

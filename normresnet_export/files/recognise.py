@@ -1,7 +1,9 @@
 """Recognise which research code or tool wrote a checkpoint, from its structure alone.
 
 Pure functions over an already-loaded object (or over the class names an unsafe pickle
-asks for), following the producer table in ``shared/spec/ARCHITECTURES.md`` §6.1. Used
+asks for): each research code's checkpoint has telltale keys (``arch``/``best_prec1`` dicts,
+``module.`` prefixes, DiracNet's ``group0.block0.conv0`` names, torchvision's ``layer1.0``,
+pickled ``models.resnet_cifar`` classes), listed with each check below. Used
 to tell a user what a file is and which ``normexport import --from`` reads it, and by
 the importer to pick a format when ``--from`` is omitted.
 """

@@ -1,9 +1,9 @@
 """Read tau-ResNet's pickled model objects without running code from the file.
 
-tau-ResNet's training scripts save the whole (DataParallel-wrapped) model object, not a
-state_dict (``shared/spec/ARCHITECTURES.md`` §3.7). Unpickling such a file normally
-imports the scripts' classes and lets the pickle call whatever it names. Here an unpickler
-hands out only an allowlist:
+tau-ResNet's training scripts (``cifar_train.py``, ``imagenet_train.py``) save the whole
+(DataParallel-wrapped) model object with ``torch.save(model, ...)``, not a state_dict.
+Unpickling such a file normally imports the scripts' classes and lets the pickle call
+whatever it names. Here an unpickler hands out only an allowlist:
 
 * the functions torch uses to rebuild tensors and parameters, ``OrderedDict``, ``set``,
   ``torch.device`` and NumPy scalars (the ImageNet script stores its accuracy as one);
@@ -36,7 +36,8 @@ class UnsafePickleError(CheckpointError, pickle.UnpicklingError):
     """The pickle names a class or function outside the allowlist."""
 
 
-#: The original scripts' module classes (spec §3.7), by the path pickle records.
+#: The original scripts' module classes (``models/resnet_cifar*.py``, ``models/resnet_imagenet*.py``),
+#: by the path pickle records.
 ORIGINAL_CLASSES = TAU_RESNET_CLASSES
 
 #: torch.nn classes that appear inside those models; they become stand-ins too (never imported).

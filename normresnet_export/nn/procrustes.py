@@ -2,7 +2,7 @@
 
 Paper: Zaeemzadeh, Rahnavard, Shah, "Norm-Preservation: Why Residual Networks Can Become
 Extremely Deep?" (TPAMI 2020, arXiv 1805.07477); algorithm as in zaeemzadeh/ProcResNet_PyTorch
-(``shared/spec/ARCHITECTURES.md`` §1.7).
+(``regularize_conv`` in its ``main.py``).
 
 A stride-1 convolution with circular padding on an ``H×W`` grid is block-diagonalised by the
 2-D DFT: at every frequency ``f`` it acts as the ``n_out×n_in`` matrix
@@ -18,7 +18,7 @@ factor ``c``) when every singular value of every ``A_f`` equals ``c``; the ProcR
 * ``"reference"``: the original code step by step (real embedding of the complex spectrum, ten
   coupled Newton–Schulz iterations for ``G^{-1/2}``, float32), including its sign quirk: step 7
   extracts the *complex conjugate* of the projected spectrum, which for a real 3×3 kernel flips
-  it circularly, so the crop keeps mostly the corner tap ``W[:, :, 0, 0]`` (spec §1.7, §8.1).
+  it circularly, so the crop keeps mostly the corner tap ``W[:, :, 0, 0]``.
   It exists to reproduce published numbers, not because it is right.
 
 Everything here is pure tensor maths on one weight; the model method
@@ -166,7 +166,7 @@ def project_reference(
     collapse_pointwise: bool = True,
     small_gram: bool = True,
 ) -> torch.Tensor:
-    """The original ``regularize_conv``, step by step (spec §1.7), in float32.
+    """The original ``regularize_conv``, step by step as ProcResNet_PyTorch runs it, in float32.
 
     Args:
         weight: Conv weight ``[out, in, kh, kw]``.
