@@ -243,7 +243,7 @@ def import_command(
 ) -> None:
     """Import a checkpoint of the original research code or torchvision as a normexport checkpoint."""
     from normresnet_export import import_checkpoint
-    from normresnet_export._render import import_summary, print_import_summary, print_json
+    from normresnet_export._render import import_record, print_import_record, print_json
     from normresnet_export.models import parse_model_args
 
     kwargs = _run(parse_model_args, model_arg)
@@ -257,11 +257,11 @@ def import_command(
         **kwargs,
     )
     _run(checkpoint.save, output)
-    summary = import_summary(checkpoint, str(output))
+    record = import_record(checkpoint, str(output))
     if as_json:
-        print_json(summary)
+        print_json(record)
     else:
-        print_import_summary(summary)
+        print_import_record(record)
 
 
 @app.command("export")

@@ -119,7 +119,7 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
     console.print(verdict, highlight=False)
 
 
-def import_summary(checkpoint: Any, output: str) -> dict[str, Any]:
+def import_record(checkpoint: Any, output: str) -> dict[str, Any]:
     """What an import produced, as one JSON-able dict (``normexport import --json``)."""
     return {
         "source": checkpoint.metrics.get("imported_from"),
@@ -134,23 +134,23 @@ def import_summary(checkpoint: Any, output: str) -> dict[str, Any]:
     }
 
 
-def print_import_summary(summary: dict[str, Any]) -> None:
+def print_import_record(record: dict[str, Any]) -> None:
     """One short human account of an import."""
     console = Console(soft_wrap=True)
-    kwargs = ", ".join(f"{k}={v!r}" for k, v in summary["model_kwargs"].items())
-    folded = " (folded)" if summary["folded"] else ""
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in record["model_kwargs"].items())
+    folded = " (folded)" if record["folded"] else ""
     console.print(
-        f"imported {summary['source']} checkpoint as {summary['arch']}{folded}({kwargs})", highlight=False
+        f"imported {record['source']} checkpoint as {record['arch']}{folded}({kwargs})", highlight=False
     )
-    console.print(f"  {summary['tensors']} tensors, {summary['parameters']:,} parameters", highlight=False)
-    if summary["metrics"]:
-        recorded = ", ".join(f"{k}={v}" for k, v in summary["metrics"].items() if k != "imported_from")
+    console.print(f"  {record['tensors']} tensors, {record['parameters']:,} parameters", highlight=False)
+    if record["metrics"]:
+        recorded = ", ".join(f"{k}={v}" for k, v in record["metrics"].items() if k != "imported_from")
         console.print(f"  recorded: {recorded}", highlight=False)
-    if summary["preprocessing"] is None:
+    if record["preprocessing"] is None:
         console.print(
             "  preprocessing: unknown (not recorded by the source); set it before predicting", highlight=False
         )
-    console.print(f"wrote {summary['output']}", highlight=False)
+    console.print(f"wrote {record['output']}", highlight=False)
 
 
 @contextlib.contextmanager
