@@ -165,6 +165,10 @@ def train_command(
     limit_test: Annotated[
         int | None, typer.Option("--limit-test", help="Evaluate on the first N test images.")
     ] = None,
+    log_gradnorm: Annotated[
+        int | None,
+        typer.Option("--log-gradnorm", help="Every N steps, record each block's gradient-norm ratio."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train a model with its paper's recipe; resumable, DDP under torchrun.
@@ -501,3 +505,89 @@ def _usage(message: str) -> None:
     from normresnet_export.errors import InputError
 
     raise InputError(message)
+
+
+# --------------------------------------------------------------------------------------------- analyze
+
+analyze_app = typer.Typer(
+    name="analyze",
+    help="Norm-preservation diagnostics: gradient-norm ratios per block, convolution spectra.",
+    no_args_is_help=True,
+)
+app.add_typer(analyze_app)
+
+_MODEL_HELP = "An architecture name (built at initialisation) or a normexport checkpoint."
+
+
+@analyze_app.command("gradnorm")
+def analyze_gradnorm_command(
+    models: Annotated[list[str], typer.Argument(help=f"{_MODEL_HELP} Several: side by side.")],
+    data: Annotated[
+        str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
+    ] = "digits",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples in the measured batch.")] = 8,
+    at_init: Annotated[
+        bool, typer.Option("--at-init", help="Measure checkpoints' architectures freshly initialised.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and random inputs.")] = 0,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG line chart, one line per model (matplotlib).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The gradient-norm ratio ‖∂L/∂x_l‖ / ‖∂L/∂x_{l+1}‖ of every residual block, transitions marked.
+
+    One forward and backward pass of the cross-entropy loss per model, in training mode; the
+    hooks keep only per-sample norms, so very deep models fit in memory.
+    """
+    from normresnet_export._render import print_json
+    from normresnet_export.analysis import analyze_gradnorm, gradnorm_document, plot_gradnorm
+    from normresnet_export.analysis.tables import print_gradnorm
+
+    reports = _run(analyze_gradnorm, models, data=data, batch_size=batch_size, at_init=at_init, seed=seed)
+    if plot is not None:
+        _run(plot_gradnorm, reports, plot)
+    if as_json:
+        print_json(gradnorm_document(reports))
+    else:
+        print_gradnorm(reports)
+
+
+@analyze_app.command("spectrum")
+def analyze_spectrum_command(
+    model: Annotated[str, typer.Argument(help=_MODEL_HELP)],
+    layer: Annotated[str | None, typer.Option("--layer", help="A convolution's qualified name.")] = None,
+    transitions: Annotated[
+        bool, typer.Option("--transitions", help="Every convolution of every transition unit.")
+    ] = False,
+    input_size: Annotated[
+        tuple[int, int] | None, typer.Option("--input-size", help="H W of the input (default: the model's).")
+    ] = None,
+    tolerance: Annotated[
+        float | None,
+        typer.Option("--tolerance", help="Largest max|σ − target|/target called norm-preserving (1e-3)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Singular values of a convolution's operator over its input grid (2-D FFT), against sqrt(out/in).
+
+    Exit code 1 when a measured layer is not norm-preserving within the tolerance.
+    """
+    from normresnet_export._render import print_json
+    from normresnet_export.analysis import analyze_spectrum
+    from normresnet_export.analysis.tables import print_spectrum
+
+    report = _run(
+        analyze_spectrum,
+        model,
+        layer=layer,
+        transitions=transitions,
+        input_size=input_size,
+        tolerance=tolerance,
+    )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_spectrum(report)
+    if not report.norm_preserving:
+        raise typer.Exit(1)

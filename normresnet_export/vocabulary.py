@@ -52,3 +52,7 @@ TRAINING_DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet
 
 #: How ProcResNet training projects its transition convolutions.
 PROJECTION_MODES: tuple[str, ...] = ("exact", "reference")
+
+#: What ``normexport analyze gradnorm`` measures: residual blocks, and the stand-alone layers
+#: between two blocks on the main path (ProcResNet's transition convolutions).
+ANALYSIS_UNITS: tuple[str, ...] = ("block", "layer")

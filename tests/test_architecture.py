@@ -26,7 +26,7 @@ FLOORS: list[set[str]] = [
     {"checkpoint", "metadata", "data", "preprocess", "precision"},
     {"interop", "trainers", "export"},
     {"runtime"},
-    {"check", "predict"},
+    {"check", "predict", "analysis"},
     {"__init__"},  # the package's public surface, for users and the CLI only
     {"cli"},
 ]

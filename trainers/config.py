@@ -24,7 +24,7 @@ from trainers.datasets import DATASETS
 from trainers.distributed import DEVICES
 
 #: Options that may differ on --resume.
-RESUMABLE_CHANGES = ("epochs", "workers", "amp", "channels_last")
+RESUMABLE_CHANGES = ("epochs", "workers", "amp", "channels_last", "log_gradnorm")
 
 
 @dataclass
@@ -56,6 +56,8 @@ class TrainConfig:
         model_kwargs: Further builder keywords (e.g. ``shortcut``).
         limit_train: Train on the first N images only (smoke runs).
         limit_test: Evaluate on the first N test images only.
+        log_gradnorm: Every N steps, record the gradient-norm ratio of every residual block
+            (``metrics.jsonl`` and a panel of ``curves.png``); ``None``: never.
         progress: Show the progress bar and epoch lines (rank 0).
     """
 
@@ -82,6 +84,7 @@ class TrainConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     limit_train: int | None = None
     limit_test: int | None = None
+    log_gradnorm: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -97,7 +100,7 @@ class TrainConfig:
                 f"unknown --procrustes mode {self.procrustes!r}; "
                 f"expected one of {', '.join(PROJECTION_MODES)}"
             )
-        for name in ("epochs", "batch_size", "num_classes", "limit_train", "limit_test"):
+        for name in ("epochs", "batch_size", "num_classes", "limit_train", "limit_test", "log_gradnorm"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")

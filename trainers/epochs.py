@@ -9,6 +9,7 @@ steps, so that all of them stop after the same step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from normresnet_export.errors import CheckFailedError
+from normresnet_export.nn.norm_probe import NormProbe
 from trainers.distributed import Communicator, Topology
 from trainers.feed import Feed
 from trainers.learner import Learner
@@ -30,6 +32,17 @@ from trainers.state import LAST, Position
 
 _REFRESH_EVERY = 10  # steps between progress updates (each one synchronises the GPU)
 _SYNC_STOP_EVERY = 10  # steps between checks, under DDP, whether any process was asked to stop
+
+
+def gradnorm_units(probe: NormProbe) -> dict[str, Any]:
+    """The units of a ``--log-gradnorm`` probe: their names, and which of them are transitions."""
+    units = probe.units()
+    return {"units": [u.name for u in units], "transitions": [i for i, u in enumerate(units) if u.transition]}
+
+
+def gradnorm_record(step: int, probe: NormProbe) -> dict[str, Any]:
+    """One ``--log-gradnorm`` record: the batch-mean ratio ``‖∂L/∂x_l‖ / ‖∂L/∂x_{l+1}‖`` of every unit."""
+    return {"step": step, "ratios": [round(float(u.grad_ratio.mean()), 6) for u in probe.units()]}
 
 
 @dataclass(frozen=True)
@@ -93,6 +106,13 @@ class EpochLoop:
                 learner.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.projections_at_epoch_start = learner.projections
+        #: This epoch's ``--log-gradnorm`` records, and the units their ratios belong to.
+        self.gradnorm: dict[str, Any] = {}
+
+    def _probe(self, global_step: int) -> NormProbe | None:
+        """A norm probe for the step about to run when ``--log-gradnorm N`` falls on it."""
+        every = self.settings.log_gradnorm
+        return NormProbe(self.learner.model) if every and global_step % every == 0 else None
 
     def train_epoch(self) -> dict[str, float] | None:
         """Train from the current position to the end of the epoch (or a stop).
@@ -116,6 +136,7 @@ class EpochLoop:
             "projections_at_start": learner.projections,
         }
         position.partial = None
+        self.gradnorm = dict(partial.get("gradnorm", {}))
         self.projections_at_epoch_start = int(partial.get("projections_at_start", learner.projections))
         loss_sum = torch.tensor(float(partial["loss_sum"]), dtype=torch.float64, device=device)
         correct = torch.tensor(int(partial["correct"]), dtype=torch.int64, device=device)
@@ -132,11 +153,16 @@ class EpochLoop:
                 lr = learner.schedule.apply(learner.optimizer, epoch, position.global_step)
                 x = self.feed.images(images)
                 y = self.feed.labels(labels)
-                with learner.autocast():
-                    logits = network(x)
-                    loss = F.cross_entropy(logits, y)
-                learner.update(loss)
+                probe = self._probe(position.global_step)
+                with probe or contextlib.nullcontext():
+                    with learner.autocast():
+                        logits = network(x)
+                        loss = F.cross_entropy(logits, y)
+                    learner.update(loss)
                 position.global_step += 1
+                if probe is not None:
+                    self.gradnorm = self.gradnorm or {**gradnorm_units(probe), "records": []}
+                    self.gradnorm["records"].append(gradnorm_record(position.global_step, probe))
                 step += 1
                 with torch.no_grad():
                     loss_sum += loss.detach().double() * len(y)
@@ -171,6 +197,7 @@ class EpochLoop:
                 "seen": seen,
                 "seconds": seconds,
                 "projections_at_start": self.projections_at_epoch_start,
+                "gradnorm": self.gradnorm,
             }
             return None
         position.batch_in_epoch = 0
@@ -237,6 +264,8 @@ class EpochLoop:
         if self.learner.procrustes is not None:
             row["projections"] = self.learner.projections - self.projections_at_epoch_start
             row.update(summarise_deviation(deviation_report(self.learner.model)))
+        if self.gradnorm:
+            row["gradnorm"] = self.gradnorm
         position.history.append(row)
         improved = position.best["top1"] is None or row["test_top1"] > position.best["top1"]
         if improved:

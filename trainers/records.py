@@ -37,8 +37,30 @@ def plot_available() -> bool:
     return True
 
 
+def _plot_gradnorm(axes: Any, history: Sequence[dict[str, Any]]) -> None:
+    """The ``--log-gradnorm`` panel: each unit's gradient-norm ratio at the run's first and latest record."""
+    logged = [row["gradnorm"] for row in history if row.get("gradnorm")]
+    first, latest = logged[0]["records"][0], logged[-1]["records"][-1]
+    transitions = logged[-1]["transitions"]
+    for record in (first, latest) if first is not latest else (first,):
+        ratios = record["ratios"]
+        (line,) = axes.plot(range(len(ratios)), ratios, label=f"step {record['step']}")
+        axes.scatter(
+            transitions, [ratios[i] for i in transitions], marker="v", color=line.get_color(), zorder=3
+        )
+    axes.axhline(1.0, color="0.4", linestyle="--", linewidth=1)
+    axes.set_xlabel("block (▼ transition)")
+    axes.set_ylabel("‖∂L/∂x_l‖ / ‖∂L/∂x_{l+1}‖")
+    axes.grid(alpha=0.3)
+    axes.legend()
+
+
 def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str = "") -> Path | None:
-    """``curves.png``: loss and top-1 accuracy per epoch, train and test. ``None`` without matplotlib."""
+    """``curves.png``: loss and top-1 accuracy per epoch, train and test. ``None`` without matplotlib.
+
+    A run with ``--log-gradnorm`` gets a third panel: the per-block gradient-norm ratio at its
+    first and its latest record.
+    """
     if not plot_available():
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,9 +68,11 @@ def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
-    figure = Figure(figsize=(10, 4), dpi=100)
+    gradnorm = any(row.get("gradnorm") for row in history)
+    figure = Figure(figsize=(15 if gradnorm else 10, 4), dpi=100)
     FigureCanvasAgg(figure)
-    loss_axes, acc_axes = figure.subplots(1, 2)
+    panels = figure.subplots(1, 3 if gradnorm else 2)
+    loss_axes, acc_axes = panels[0], panels[1]
     for axes, key, label in (
         (loss_axes, "loss", "cross-entropy loss"),
         (acc_axes, "top1", "top-1 accuracy (%)"),
@@ -60,6 +84,8 @@ def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend()
+    if gradnorm:
+        _plot_gradnorm(panels[2], history)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

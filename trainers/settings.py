@@ -58,6 +58,7 @@ class RunSettings:
         epochs: Epochs to train to.
         limit_train: Training images used, when limited.
         limit_test: Test images used, when limited.
+        log_gradnorm: Steps between two records of the per-block gradient-norm ratios (``None``: none).
         workers: Data-loader worker processes.
         steps_per_epoch: Optimizer steps in one epoch (per process; the same on every process).
         schedule: The learning-rate schedule, stretched to this run's length.
@@ -84,6 +85,7 @@ class RunSettings:
     epochs: int
     limit_train: int | None
     limit_test: int | None
+    log_gradnorm: int | None
     workers: int
     steps_per_epoch: int
     schedule: Schedule
@@ -134,6 +136,7 @@ class RunSettings:
             "num_test": data.num_test,
             "limit_train": self.limit_train,
             "limit_test": self.limit_test,
+            "log_gradnorm": self.log_gradnorm,
             "augmentation": data.augmentation,
             "normalization": {"mean": list(data.mean), "std": list(data.std)},
             "epochs": self.epochs,
@@ -286,6 +289,7 @@ def resolve_settings(request: TrainConfig, topology: Topology) -> RunSettings:
         epochs=epochs,
         limit_train=limit_train,
         limit_test=limit_test,
+        log_gradnorm=pick("log_gradnorm", None),
         # Digits are tiny and in memory: no worker processes; other sets: the recipe's, at most four.
         workers=request.workers
         if request.workers is not None

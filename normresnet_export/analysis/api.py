@@ -1,0 +1,107 @@
+"""``analyze``: resolve each MODEL and its inputs, measure, and gather the reports.
+
+The two entry points of ``normexport analyze``: :func:`analyze_gradnorm` (several models side by
+side on the same images) and :func:`analyze_spectrum` (one model's convolutions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from normresnet_export.analysis.measure import (
+    DEFAULT_TOLERANCE,
+    SCHEMA_VERSION,
+    GradnormReport,
+    SpectrumReport,
+    measure_gradnorm,
+    measure_spectrum,
+)
+from normresnet_export.analysis.sources import load_analysed_model, load_batch
+from normresnet_export.errors import InputError
+
+
+def analyze_gradnorm(
+    models: Sequence[str],
+    *,
+    data: str = "digits",
+    batch_size: int = 8,
+    at_init: bool = False,
+    seed: int = 0,
+) -> list[GradnormReport]:
+    """The gradient-norm ratios of every residual block of each model, on one batch each.
+
+    Every model sees the same images (the same digits, the same folder files, or the same
+    seeded random inputs), each prepared with its own preprocessing.
+
+    Args:
+        models: Architecture names (built at initialisation with ``seed``) or checkpoint paths.
+        data: ``digits``, ``random`` or ``folder:DIR``.
+        batch_size: Samples in the batch (at least 2).
+        at_init: Measure checkpoints' architectures freshly initialised instead of their weights.
+        seed: Seed of the initialisation and of the random inputs.
+
+    Raises:
+        InputError: No model, an unknown model or data kind, or a model without residual blocks.
+    """
+    if not models:
+        raise InputError("give at least one MODEL (an architecture name or a checkpoint)")
+    reports = []
+    for spec in models:
+        analysed = load_analysed_model(spec, seed=seed, at_init=at_init)
+        batch = load_batch(data, analysed, batch_size=batch_size, seed=seed)
+        reports.append(
+            measure_gradnorm(
+                analysed.model,
+                batch.inputs,
+                batch.targets,
+                label=analysed.label,
+                source=analysed.source,
+                data=batch.description,
+                seed=seed,
+            )
+        )
+    return reports
+
+
+def gradnorm_document(reports: Sequence[GradnormReport]) -> dict[str, Any]:
+    """The ``--json`` document of :func:`analyze_gradnorm` (``GRADNORM_SCHEMA``)."""
+    return {"schema": SCHEMA_VERSION, "kind": "gradnorm", "models": [r.to_dict() for r in reports]}
+
+
+def analyze_spectrum(
+    model: str,
+    *,
+    layer: str | None = None,
+    transitions: bool = False,
+    input_size: Sequence[int] | None = None,
+    tolerance: float | None = None,
+    seed: int = 0,
+) -> SpectrumReport:
+    """The operator spectra of one convolution (``layer``) or of every transition convolution.
+
+    Args:
+        model: An architecture name (built at initialisation) or a checkpoint path.
+        layer: A convolution's qualified name.
+        transitions: Every convolution of every transition unit instead.
+        input_size: ``(H, W)`` of the input; default the model's design (or recorded) size.
+        tolerance: Largest ``max |σ − target| / target`` still called norm-preserving
+            (default ``DEFAULT_TOLERANCE``, 1e-3).
+        seed: Seed of the initialisation of an architecture name.
+
+    Raises:
+        InputError: An unknown model or layer, or neither/both of ``layer`` and ``transitions``.
+    """
+    analysed = load_analysed_model(model, seed=seed)
+    channels, *design = analysed.input_size
+    size = tuple(input_size) if input_size is not None else tuple(design)
+    if len(size) != 2 or min(size) < 1:
+        raise InputError(f"--input-size is H W (two positive integers), got {list(size)}")
+    return measure_spectrum(
+        analysed.model,
+        (channels, *size),
+        layer=layer,
+        transitions=transitions,
+        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
+        label=analysed.label,
+    )
