@@ -52,7 +52,9 @@ def _run(name: str, batch: int, mode: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", default=MODELS)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
@@ -62,9 +64,10 @@ def main() -> None:
     for name in args.names:
         plain = _run(name, args.batch_size, "plain")
         analyzed = _run(name, args.batch_size, "analyze")
+        ratio = analyzed["peak_mib"] / plain["peak_mib"]
         print(
             f"| {name} | {analyzed['units']} | {analyzed['seconds']:.1f} | {analyzed['peak_mib']:.0f} | "
-            f"{plain['seconds']:.1f} | {plain['peak_mib']:.0f} | {analyzed['peak_mib'] / plain['peak_mib']:.2f} |",
+            f"{plain['seconds']:.1f} | {plain['peak_mib']:.0f} | {ratio:.2f} |",
             flush=True,
         )
 
