@@ -125,7 +125,7 @@ def predict(
     def flush() -> None:
         if not pending:
             return
-        logits = backend.run(torch.stack([tensor for _, tensor in pending]))
+        logits = backend.run_in_batches(torch.stack([tensor for _, tensor in pending]), len(pending))
         probabilities = torch.softmax(logits.double(), dim=1)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         for (slot, _), row_values, row_indices in zip(pending, values, indices, strict=True):

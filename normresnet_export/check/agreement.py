@@ -49,20 +49,6 @@ def require_comparable(backend: Backend, checkpoint: Checkpoint) -> None:
         raise InputError(f"{backend.label} is a {backend.metadata.arch}, the checkpoint a {checkpoint.arch}")
 
 
-def run_batched(backend: Backend, inputs: torch.Tensor, batch: int) -> torch.Tensor:
-    """Logits for ``inputs`` in calls of ``batch`` (a pinned batch size wins; the last call is padded)."""
-    pinned = backend.metadata.static_batch
-    size = pinned or batch
-    outputs = []
-    for start in range(0, len(inputs), size):
-        piece = inputs[start : start + size]
-        missing = size - len(piece) if pinned else 0
-        if missing:
-            piece = torch.cat([piece, piece.new_zeros(missing, *piece.shape[1:])])
-        outputs.append(backend.run(piece)[: size - missing])
-    return torch.cat(outputs)
-
-
 def accuracy(logits: torch.Tensor, targets: torch.Tensor | None) -> float | None:
     """Top-1 accuracy against ``targets``, or ``None`` for unlabelled data."""
     return None if targets is None else (logits.argmax(1) == targets).double().mean().item()
@@ -98,7 +84,7 @@ def agreements(
         if backend.precision == "float16":
             limit16 = limit16 or reference_outputs(reference, chunks, float16=True)[1]
             limit = limit16
-        actual = [run_batched(backend, c, len(c)) for c in chunks]
+        actual = [backend.run_in_batches(c, len(c)) for c in chunks]
         found.append(
             Agreement(
                 label=backend.label,

@@ -51,6 +51,23 @@ class Backend(ABC):
     def run(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits (float32, CPU) for a preprocessed float32 ``[N, C, H, W]`` batch."""
 
+    def run_in_batches(self, inputs: torch.Tensor, batch: int) -> torch.Tensor:
+        """Logits for any number of ``inputs``, in calls of ``batch`` rows.
+
+        A model exported with a pinned batch size (``--static-batch``) takes no other size: its
+        size wins, and the last call is padded with zeros, whose rows are dropped again.
+        """
+        pinned = self.metadata.static_batch
+        size = pinned or batch
+        outputs = []
+        for start in range(0, len(inputs), size):
+            piece = inputs[start : start + size]
+            missing = size - len(piece) if pinned else 0
+            if missing:
+                piece = torch.cat([piece, piece.new_zeros(missing, *piece.shape[1:])])
+            outputs.append(self.run(piece)[: size - missing])
+        return torch.cat(outputs)
+
     @abstractmethod
     def bind(self, batch: torch.Tensor, *, include_copies: bool = True) -> Callable[[], None]:
         """A zero-argument call that runs ``batch`` once and waits for the device to finish.
