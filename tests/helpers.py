@@ -5,6 +5,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+import normresnet_export as nx
+
+#: The smallest square input each kind of design accepts with finite, non-constant logits, for
+#: sweeps over the whole registry that only need *an* input. The CIFAR designs downsample 4×, so
+#: 8×8 still leaves their last stage a 2×2 map; the ImageNet designs downsample 32×, and 32×32 is
+#: the least on which DiracNet-18/34 (a max-pool between stages) keep one pixel to the end.
+SMALLEST_INPUT_SIDE = {"cifar": 8, "imagenet": 32}
+
+
+def smallest_input_size(name: str) -> tuple[int, int, int]:
+    """(C, H, W) of the smallest input the registered model ``name`` accepts (see above)."""
+    channels = nx.model_info(name).input_size[0]
+    side = SMALLEST_INPUT_SIDE[nx.model_info(name).dataset]
+    return (channels, side, side)
+
 
 def calibrate_batchnorm(model: nn.Module, x: torch.Tensor) -> nn.Module:
     """Set BatchNorm running statistics from one batch, then switch to eval mode.

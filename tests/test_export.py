@@ -68,24 +68,69 @@ def _onnx_runner(path: Path):
     return lambda x: torch.from_numpy(session.run(None, {"input": x.numpy()})[0])
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """``prepared(name, **kwargs)``: that model's checkpoint as `_checkpoint` writes it, once per module.
+
+    Tests only read these files; a test that lists its own folder writes its own checkpoint there.
+    """
+    root = tmp_path_factory.mktemp("checkpoints")
+    written: dict[tuple, Path] = {}
+
+    def get(name: str, **kwargs: object) -> Path:
+        key = (name, tuple(sorted(kwargs.items())))
+        if key not in written:
+            folder = root / str(len(written))
+            folder.mkdir()
+            written[key] = _checkpoint(folder, name, **kwargs)
+        return written[key]
+
+    return get
+
+
+#: The three single-file formats: how to export each, where to write it, and how to load it back.
+FORMATS = {
+    "onnx": (nx.export_onnx, "m.onnx", _onnx_runner),
+    "torchscript": (nx.export_torchscript, "m.torchscript", lambda path: load_torchscript(path)[0]),
+    "pt2": (nx.export_pt2, "m.pt2", lambda path: load_pt2(path)[0]),
+}
+
+
+@pytest.fixture(scope="module")
+def family_export(tmp_path_factory, prepared):
+    """``family_export(name, fmt)``: the family model's checkpoint, the file written and the export result.
+
+    Exporting is the expensive part of this module, and several tests read the same default exports
+    (the family sweep, the metadata round trip, TorchScript without this package): each is made once,
+    and only when a test asks for it.
+    """
+    made: dict[tuple[str, str], tuple[Path, Path, object]] = {}
+
+    def get(name: str, fmt: str) -> tuple[Path, Path, object]:
+        if (name, fmt) not in made:
+            source = prepared(name, **FAMILY_MODELS[name])
+            export, filename, _ = FORMATS[fmt]
+            path = tmp_path_factory.mktemp(f"{name}_{fmt}") / filename
+            made[name, fmt] = (source, path, export(source, path))
+        return made[name, fmt]
+
+    return get
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 @pytest.mark.parametrize("name", sorted(FAMILY_MODELS))
-def test_every_family_exports_to_every_format_and_agrees(tmp_path, name):
-    source = _checkpoint(tmp_path, name, **FAMILY_MODELS[name])
-    onnx_result = nx.export_onnx(source, tmp_path / "m.onnx")
-    ts_result = nx.export_torchscript(source, tmp_path / "m.torchscript")
-    pt2_result = nx.export_pt2(source, tmp_path / "m.pt2")
-    for result in (onnx_result, ts_result, pt2_result):
-        assert result.check.passed and result.check.batches == [1, 2, 7]
-        assert result.check.deviation.max_rel <= RTOL
-        assert result.metadata["arch"] == name and result.metadata["folded"] is True
+def test_every_family_exports_to_every_format_and_agrees(family_export, name, fmt):
+    # One test per (family, format), so that no single test carries three exports of a deep model.
+    source, path, result = family_export(name, fmt)
+    assert result.check.passed and result.check.batches == [1, 2, 7]
+    assert result.check.deviation.max_rel <= RTOL
+    assert result.metadata["arch"] == name and result.metadata["folded"] is True
     # Independently of the built-in check: load what was written and compare on a fresh batch.
-    assert _agreement(_onnx_runner(tmp_path / "m.onnx"), source) <= RTOL
-    assert _agreement(load_torchscript(tmp_path / "m.torchscript")[0], source) <= RTOL
-    assert _agreement(load_pt2(tmp_path / "m.pt2")[0], source) <= RTOL
+    assert _agreement(FORMATS[fmt][2](path), source) <= RTOL
 
 
-def test_onnx_file_contract(tmp_path):
-    source = _checkpoint(tmp_path, "tau_resnet20")
+def test_onnx_file_contract(tmp_path, prepared):
+    source = prepared("tau_resnet20")
     result = nx.export_onnx(source, tmp_path / "m.onnx")
     model = onnx.load(str(tmp_path / "m.onnx"))
     onnx.checker.check_model(model)
@@ -107,8 +152,8 @@ def test_onnx_file_contract(tmp_path):
         assert run(torch.randn(batch_size, 3, 32, 32)).shape == (batch_size, 10)
 
 
-def test_static_batch_and_input_size(tmp_path):
-    source = _checkpoint(tmp_path, "resnet20")
+def test_static_batch_and_input_size(tmp_path, prepared):
+    source = prepared("resnet20")
     result = nx.export_onnx(source, tmp_path / "s.onnx", static_batch=4, input_size=(40, 40))
     model = onnx.load(str(tmp_path / "s.onnx"))
     assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [4, 3, 40, 40]
@@ -120,8 +165,8 @@ def test_static_batch_and_input_size(tmp_path):
         session.run(None, {"input": torch.randn(1, 3, 40, 40).numpy()})
 
 
-def test_both_onnx_exporters_and_the_automatic_choice(tmp_path):
-    source = _checkpoint(tmp_path, "preact_resnet20")
+def test_both_onnx_exporters_and_the_automatic_choice(tmp_path, prepared):
+    source = prepared("preact_resnet20")
     for exporter in ("dynamo", "torchscript"):
         result = nx.export_onnx(source, tmp_path / f"{exporter}.onnx", exporter=exporter)
         assert result.details["exporter"] == exporter and result.check.passed
@@ -138,8 +183,8 @@ def test_both_onnx_exporters_and_the_automatic_choice(tmp_path):
     )
 
 
-def test_an_opset_the_runtime_cannot_run_is_refused_before_writing(tmp_path):
-    source = _checkpoint(tmp_path, "resnet20")
+def test_an_opset_the_runtime_cannot_run_is_refused_before_writing(tmp_path, prepared):
+    source = prepared("resnet20")
     with pytest.raises(
         nx.InputError, match=r"cannot run the export at opset 28 \(it supports opsets up to \d+\)"
     ):
@@ -147,15 +192,14 @@ def test_an_opset_the_runtime_cannot_run_is_refused_before_writing(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
-def test_torchscript_loads_without_this_package(tmp_path):
-    source = _checkpoint(tmp_path, "diracnet_cifar16_1")
-    nx.export_torchscript(source, tmp_path / "m.torchscript")
+def test_torchscript_loads_without_this_package(family_export):
+    path = family_export("diracnet_cifar16_1", "torchscript")[1]
     code = (
         "import sys, json, warnings; sys.modules['normresnet_export'] = None\n"  # importing it would fail
         "import torch\n"
         "warnings.simplefilter('ignore')\n"
         f"extra = {{'{contract.EXTRA_FILE}': ''}}\n"
-        f"m = torch.jit.load({str(tmp_path / 'm.torchscript')!r}, _extra_files=extra)\n"
+        f"m = torch.jit.load({str(path)!r}, _extra_files=extra)\n"
         "y = m(torch.randn(3, 3, 32, 32))\n"
         f"print(tuple(y.shape), json.loads(extra['{contract.EXTRA_FILE}'])['arch'])\n"
     )
@@ -164,15 +208,16 @@ def test_torchscript_loads_without_this_package(tmp_path):
     assert done.stdout.strip() == "(3, 10) diracnet_cifar16_1"
 
 
-def test_metadata_round_trips_in_every_format(tmp_path):
-    source = _checkpoint(tmp_path, "resnet20")
-    expected = nx.export_onnx(source, tmp_path / "m.onnx").metadata
-    nx.export_torchscript(source, tmp_path / "m.ts")
-    assert load_torchscript(tmp_path / "m.ts")[1].to_dict() == {
+def test_metadata_round_trips_in_every_format(family_export):
+    # The default exports of the plain resnet20 checkpoint, shared with the family sweep.
+    expected = family_export("resnet20", "onnx")[2].metadata
+    assert load_torchscript(family_export("resnet20", "torchscript")[1])[1].to_dict() == {
         k: v for k, v in expected.items() if k != "onnx"
     }
-    nx.export_pt2(source, tmp_path / "m.pt2")
-    assert load_pt2(tmp_path / "m.pt2")[1].to_dict()["preprocessing"] == expected["preprocessing"]
+    assert (
+        load_pt2(family_export("resnet20", "pt2")[1])[1].to_dict()["preprocessing"]
+        == expected["preprocessing"]
+    )
 
 
 def test_metadata_from_before_the_schema_number_is_read_and_a_newer_schema_is_refused(tmp_path):
@@ -203,8 +248,8 @@ def test_metadata_from_before_the_schema_number_is_read_and_a_newer_schema_is_re
         load_torchscript(tmp_path / "new.ts")
 
 
-def test_float16_exports(tmp_path):
-    source = _checkpoint(tmp_path, "resnet20")
+def test_float16_exports(tmp_path, prepared):
+    source = prepared("resnet20")
     for export, name in (
         (nx.export_onnx, "h.onnx"),
         (nx.export_torchscript, "h.ts"),
@@ -267,12 +312,12 @@ def test_a_failed_check_or_an_interrupted_export_writes_nothing(tmp_path, monkey
 # ----------------------------------------------------------------------------------------- Triton
 
 
-def test_triton_repository(tmp_path):
+def test_triton_repository(tmp_path, prepared):
     pytest.importorskip("tritonclient.grpc")
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
-    source = _checkpoint(tmp_path, "tau_resnet20")
+    source = prepared("tau_resnet20")
     repository = tmp_path / "models"
     result = nx.export_triton(source, repository, max_batch_size=32)
     model_dir = repository / "tau_resnet20"
@@ -289,14 +334,14 @@ def test_triton_repository(tmp_path):
     assert _agreement(_onnx_runner(model_dir / "1" / "model.onnx"), source) <= RTOL
     assert read_metadata(model_dir / "1" / "model.onnx").arch == "tau_resnet20"
     assert oct(model_dir.stat().st_mode & 0o777) != oct(0o700)  # readable by the serving user
-    other = _checkpoint(tmp_path, "resnet20")
+    other = prepared("resnet20")
     nx.export_triton(other, repository)  # a second model joins the repository
     nx.export_triton(source, repository, name="tau_resnet20")  # re-exporting replaces the model directory
     assert sorted(p.name for p in repository.iterdir()) == ["resnet20", "tau_resnet20"]
 
 
-def test_triton_refuses_a_directory_that_is_not_a_model_repository(tmp_path):
-    source = _checkpoint(tmp_path, "resnet20")
+def test_triton_refuses_a_directory_that_is_not_a_model_repository(tmp_path, prepared):
+    source = prepared("resnet20")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("x")
     with pytest.raises(nx.InputError, match="is not a Triton model repository"):
@@ -306,8 +351,8 @@ def test_triton_refuses_a_directory_that_is_not_a_model_repository(tmp_path):
 # ----------------------------------------------------------------------------------------- CLI
 
 
-def test_cli_export(tmp_path):
-    source = _checkpoint(tmp_path, "diracnet_cifar16_1")
+def test_cli_export(tmp_path, prepared):
+    source = prepared("diracnet_cifar16_1")
     result = runner.invoke(
         app, ["export", str(source), "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "--json"]
     )

@@ -14,6 +14,7 @@ import os
 import sys
 import types
 import zipfile
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,17 @@ RTOL = 1e-5  # relative to the largest logit; the reference set itself agrees to
 runner = CliRunner()
 
 
-def _original(name: str) -> dict[str, torch.Tensor]:
+@cache
+def _original_once(name: str) -> dict[str, torch.Tensor]:
+    # Hashing tens of millions of values takes seconds for the ImageNet models, and several tests
+    # use the same case: make each once. Tests only build new dicts from it, never change a tensor.
     case = CASES[name]
     return reference_state_dict(case["keys"], tau=case["tau"])
+
+
+def _original(name: str) -> dict[str, torch.Tensor]:
+    """The case's weights under the original key names (a fresh dict each call: tests edit its keys)."""
+    return dict(_original_once(name))
 
 
 def _assert_reproduces(checkpoint: nx.Checkpoint, name: str) -> None:
@@ -284,14 +293,22 @@ def test_torch_resnet_plain_and_legacy_state_dicts(tmp_path):
 # ----------------------------------------------------------------------------------------- DiracNet
 
 
-def _functional(name: str) -> dict[str, torch.Tensor]:
-    """The functional parameter dict as define_diracnet returns it: learnable tensors, statistics, eyes."""
+@cache
+def _functional_once(name: str) -> dict[str, torch.Tensor]:
     case = CASES[name]
     params = reference_state_dict(case["keys"])
     for key, shape in case["keys"]:
         if key.startswith("eye"):
             params[key] = dirac_delta(shape)
     return params
+
+
+def _functional(name: str) -> dict[str, torch.Tensor]:
+    """The functional parameter dict as define_diracnet returns it: learnable tensors, statistics, eyes.
+
+    Made once per case (as ``_original``); each call gives a fresh dict, since tests replace entries.
+    """
+    return dict(_functional_once(name))
 
 
 @pytest.mark.parametrize("name", ["diracnet_cifar16_1", "diracnet18"])

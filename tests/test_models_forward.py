@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import normresnet_export as nx
-from tests.helpers import calibrate_batchnorm
+from tests.helpers import calibrate_batchnorm, smallest_input_size
 
 # 1000-layer nets and 50M+ parameter nets take seconds each to build and run; `make test` still runs them.
 SLOW = {
@@ -28,7 +28,7 @@ def test_forward_in_train_and_eval_mode(name):
     torch.manual_seed(0)
     model = nx.create_model(name)
     assert model.training
-    x = torch.randn(2, 3, 32, 32)  # the smallest input every design accepts (ImageNet ones downsample 32×)
+    x = torch.randn(2, *smallest_input_size(name))  # CIFAR designs 8×8, ImageNet ones 32×32
     calibrate_batchnorm(model, x)  # fresh statistics overflow 1000-layer nets in eval mode
     with torch.no_grad():
         logits = model(x)

@@ -1,4 +1,4 @@
-"""The Procrustes projection of ProcResNet's transition convolutions (spec §1.7, §8.1).
+"""The Procrustes projection of ProcResNet's transition convolutions.
 
 ``exact`` is checked against the definition (every singular value of the operator equal to
 the target; for the 3×3 stem an independent per-frequency SVD written with explicit DFT
@@ -8,6 +8,7 @@ eight steps and against the outputs the spec measured for the original code.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -25,9 +26,15 @@ from normresnet_export.nn.procrustes import (
 
 
 @pytest.fixture(scope="module")
-def procresnet() -> torch.nn.Module:
+def _pristine_procresnet() -> torch.nn.Module:
     torch.manual_seed(0)
     return nx.create_model("procresnet166")
+
+
+@pytest.fixture
+def procresnet(_pristine_procresnet) -> torch.nn.Module:
+    """A fresh ProcResNet-166 per test (the projections change its weights), built once per module."""
+    return copy.deepcopy(_pristine_procresnet)
 
 
 def _stem_like(seed: int, n_out: int = 64) -> torch.Tensor:
@@ -108,7 +115,7 @@ def test_cropping_leaves_a_reported_deviation_on_the_3x3_stem_and_none_on_1x1():
 
 
 def _independent_reference(weight: np.ndarray, grid: int, target: float, *, sign: float = -1.0) -> np.ndarray:
-    """ProcResNet_PyTorch's ``regularize_conv`` transcribed from spec §1.7, in float64, literally.
+    """ProcResNet_PyTorch's ``regularize_conv`` transcribed step by step, in float64, literally.
 
     ``sign=-1`` is the reference's step 7 (``TL − i·TR``, the conjugate); ``+1`` the corrected one.
     """
