@@ -103,6 +103,18 @@ def test_predict_gives_the_same_top_k_with_every_backend(deployed):
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-9
 
 
+def test_predict_runs_a_static_batch_export_on_any_number_of_images(deployed, tmp_path):
+    pinned = nx.export_pt2(deployed["checkpoint"], tmp_path / "b4.pt2", static_batch=4).path
+    dynamic = json.loads(
+        runner.invoke(
+            app, ["predict", str(deployed["pt2"]), str(deployed["images"]), "-b", "3", "--json"]
+        ).stdout
+    )
+    result = runner.invoke(app, ["predict", str(pinned), str(deployed["images"]), "-b", "3", "--json"])
+    assert result.exit_code == 0, result.output  # 11 images in calls of 4, the last one padded
+    assert _top(json.loads(result.stdout)) == _top(dynamic)
+
+
 def eager_labels() -> set[str]:
     return {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 
