@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from normresnet_export import vocabulary
+from normresnet_export import limits, vocabulary
 
 T = TypeVar("T")
 
@@ -48,13 +48,19 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document 
 
 
 def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call into the library; turn a NormexportError into a one-line message and its exit code."""
+    """Call into the library; turn a NormexportError into a one-line message and its exit code.
+
+    The message often quotes a file name or a field read from a file: it is printed with its
+    control characters escaped (``_render.printable``), so it stays one line and inert.
+    """
     from normresnet_export.errors import NormexportError
 
     try:
         return function(*args, **kwargs)
     except NormexportError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        from normresnet_export._render import printable
+
+        typer.echo(f"error: {printable(exc)}", err=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -118,7 +124,11 @@ def train_command(
     ] = False,
     epochs: Annotated[int | None, typer.Option("--epochs", help="Epochs (default: the recipe's).")] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Global batch over all processes (recipe's).")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help=f"Global batch over all processes, at most {limits.MAX_BATCH} per process (recipe's).",
+        ),
     ] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Initial learning rate (recipe's).")] = None,
     weight_decay: Annotated[
@@ -146,8 +156,17 @@ def train_command(
         bool | None, typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help=f"{_listing('TRAINING_DEVICES')}.")] = "auto",
-    workers: Annotated[int | None, typer.Option("--workers", help="Data-loader processes.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Run seed (recipe's).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help=f"Data-loader processes, 0 (load in the main process) to {limits.THREADS_PER_CORE} per "
+            "core; default 0 for digits, else the recipe's (at most 4).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help=f"Run seed, 0 to {limits.MAX_SEED} (recipe's).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Run directory (default runs/ARCH-DATASET-TIME).")
     ] = None,
@@ -178,17 +197,17 @@ def train_command(
     """
     # Every parameter but these two is the TrainConfig field of the same name.
     options = {name: value for name, value in locals().items() if name not in ("model_arg", "as_json")}
-    from normresnet_export._render import print_json
+    from normresnet_export._render import print_json, printable
     from normresnet_export.models import parse_model_args
     from trainers import TrainConfig, train
 
-    config = _run(TrainConfig, **options, model_kwargs=_run(parse_model_args, model_arg))
+    config = _run(TrainConfig, **options, model_kwargs=_run(parse_model_args, model_arg, arch=arch))
     result = _run(train, config)
     if result.rank == 0:  # under torchrun every process returns the result; one prints it
         if as_json:
             print_json(result.to_dict())
         else:
-            typer.echo(result.summary())
+            typer.echo("\n".join(map(printable, result.summary().splitlines())))
     if result.interrupted:
         raise typer.Exit(130)
 
@@ -250,7 +269,7 @@ def import_command(
     from normresnet_export._render import import_record, print_import_record, print_json
     from normresnet_export.models import parse_model_args
 
-    kwargs = _run(parse_model_args, model_arg)
+    kwargs = _run(parse_model_args, model_arg, arch=arch)
     checkpoint = _run(
         import_checkpoint,
         src,
@@ -260,7 +279,7 @@ def import_command(
         keep_half=keep_half,
         **kwargs,
     )
-    _run(checkpoint.save, output)
+    _run(checkpoint.save, output, inputs=[src])
     record = import_record(checkpoint, str(output))
     if as_json:
         print_json(record)
@@ -290,13 +309,20 @@ def export_command(
         bool, typer.Option("--no-fold", help="Export the model as trained, unfolded.")
     ] = False,
     opset: Annotated[
-        int | None, typer.Option("--opset", help="ONNX opset (onnx, triton; default 18).")
+        int | None,
+        typer.Option("--opset", help="ONNX opset (onnx, triton; default 18), 7 to the newest onnx defines."),
     ] = None,
     static_batch: Annotated[
-        int | None, typer.Option("--static-batch", help="Pin the batch dimension (default: symbolic).")
+        int | None,
+        typer.Option(
+            "--static-batch", help=f"Pin the batch dimension, 1 to {limits.MAX_BATCH} (default: symbolic)."
+        ),
     ] = None,
     input_size: Annotated[
-        tuple[int, int] | None, typer.Option("--input-size", help="H W to export at (default: the model's).")
+        tuple[int, int] | None,
+        typer.Option(
+            "--input-size", help=f"H W to export at, 1 to {limits.MAX_INPUT_SIDE} (default: the model's)."
+        ),
     ] = None,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="float16 weights and compute (float32 input/output), for GPUs.")
@@ -312,7 +338,10 @@ def export_command(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Triton model name (default: the arch).")] = None,
     max_batch_size: Annotated[
-        int | None, typer.Option("--max-batch-size", help="Triton dynamic batching limit (default 64).")
+        int | None,
+        typer.Option(
+            "--max-batch-size", help=f"Triton dynamic batching limit, 1 to {limits.MAX_BATCH} (default 64)."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -322,7 +351,7 @@ def export_command(
     when they disagree), writes atomically, and carries the preprocessing and labels along.
     A layout writes an already folded checkpoint's weights under another project's names.
     """
-    from normresnet_export._render import print_json
+    from normresnet_export._render import print_json, printable
     from normresnet_export.export import export
 
     if (format_ is None) == (layout is None):
@@ -352,7 +381,7 @@ def export_command(
         else:
             folded = "folded" if result.metadata.get("folded") else "unfolded"
             how = f"{written}, {result.metadata.get('precision')}, {folded}"
-        typer.echo(f"wrote {result.path} ({how}) in {result.seconds:.1f} s")
+        typer.echo(printable(f"wrote {result.path} ({how}) in {result.seconds:.1f} s"))
         typer.echo(verdict)
 
 
@@ -370,7 +399,20 @@ def _device_option() -> Any:
 FallbackFlag = Annotated[
     bool, typer.Option("--allow-cpu-fallback", help="Run on the CPU (and say so) when the GPU is not usable.")
 ]
-ThreadsOption = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", help=f"CPU threads, 1 to {limits.THREADS_PER_CORE} per core (default: all cores)."
+    ),
+]
+TrustCodeFlag = Annotated[
+    bool,
+    typer.Option(
+        "--trust-code",
+        help="Load TorchScript and .pt2 files: they are programs, and loading one runs its code. "
+        "Only for files from someone you trust.",
+    ),
+]
 
 
 @app.command("predict")
@@ -379,16 +421,26 @@ def predict_command(
     inputs: Annotated[
         list[str], typer.Argument(help="Image files, directories (recursive), or - for stdin.")
     ],
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image.")] = 5,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Images per model call.")] = 32,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="Classes per image, at least 1.")] = 5,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help=f"Images per model call, 1 to {limits.MAX_BATCH}.")
+    ] = 32,
     device: _device_option() = "auto",
     allow_cpu_fallback: FallbackFlag = False,
     threads: ThreadsOption = None,
+    trust_code: TrustCodeFlag = False,
     preprocessing: Annotated[
         str | None,
         typer.Option("--preprocessing", help="Override: a preset (cifar10, imagenet, …) or a JSON file."),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="Image decoding threads.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            help=f"Image decoding threads, 1 to {limits.THREADS_PER_CORE} per core (default: up to 8; "
+            "0 is refused).",
+        ),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Classify images: the top-k labels and probabilities per image.
@@ -399,14 +451,20 @@ def predict_command(
     import sys
 
     from normresnet_export._render import print_json, print_predictions, progress_bar
-    from normresnet_export.predict import collect_inputs, predict
+    from normresnet_export.predict import check_options, collect_inputs, predict
     from normresnet_export.preprocess import parse_preprocessing
     from normresnet_export.runtime import open_model
 
+    _run(check_options, top_k=top_k, batch_size=batch_size, workers=workers)  # before the model opens
     override = _run(parse_preprocessing, preprocessing) if preprocessing else None
     items = _run(collect_inputs, inputs, sys.stdin.buffer)
     backend = _run(
-        open_model, model, device=device.value, allow_cpu_fallback=allow_cpu_fallback, threads=threads
+        open_model,
+        model,
+        device=device.value,
+        allow_cpu_fallback=allow_cpu_fallback,
+        threads=threads,
+        trust_code=trust_code,
     )
     with progress_bar(len(items), "predicting") as advance:
         report = _run(
@@ -437,13 +495,19 @@ def check_command(
     data: Annotated[
         str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
     ] = ("random"),
-    samples: Annotated[int, typer.Option("--samples", help="Inputs to compare.")] = 256,
+    samples: Annotated[
+        int, typer.Option("--samples", help="Inputs to compare, at least 1 (at most 2 GiB of inputs).")
+    ] = 256,
     batch_sizes: Annotated[
-        str, typer.Option("--batch-sizes", help="Batch sizes to time, comma-separated.")
+        str,
+        typer.Option(
+            "--batch-sizes", help=f"Batch sizes to time, comma-separated, each 1 to {limits.MAX_BATCH}."
+        ),
     ] = ("1,32"),
     device: _device_option() = "auto",
     allow_cpu_fallback: FallbackFlag = False,
     threads: ThreadsOption = None,
+    trust_code: TrustCodeFlag = False,
     no_latency: Annotated[
         bool, typer.Option("--no-latency", help="Check agreement only; skip timing.")
     ] = False,
@@ -451,7 +515,10 @@ def check_command(
         bool,
         typer.Option("--exclude-copies", help="On a GPU, time with inputs/outputs already on the device."),
     ] = False,
-    repeats: Annotated[int, typer.Option("--repeats", help="Interleaved timing blocks per backend.")] = 3,
+    repeats: Annotated[
+        int,
+        typer.Option("--repeats", help=f"Interleaved timing blocks per backend, 1 to {limits.MAX_REPEATS}."),
+    ] = 3,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG bar chart of throughput (needs matplotlib).")
     ] = None,
@@ -463,7 +530,7 @@ def check_command(
     above the float32 (or float16) limit.
     """
     from normresnet_export._render import print_check_report, print_json, progress_bar
-    from normresnet_export.check import check, parse_batch_sizes, plot_throughput
+    from normresnet_export.check import check, parse_batch_sizes
 
     sizes = _run(parse_batch_sizes, batch_sizes)
     with progress_bar(100, "checking", minimum=0) as advance:
@@ -490,9 +557,9 @@ def check_command(
             exclude_copies=exclude_copies,
             repeats=repeats,
             progress=progress,
+            trust_code=trust_code,
+            plot=plot,
         )
-    if plot is not None and report.latency:
-        _run(plot_throughput, report, plot)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -525,11 +592,16 @@ def analyze_gradnorm_command(
     data: Annotated[
         str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
     ] = "digits",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples in the measured batch.")] = 8,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help=f"Samples in the measured batch, 2 to {limits.MAX_BATCH}.")
+    ] = 8,
     at_init: Annotated[
         bool, typer.Option("--at-init", help="Measure checkpoints' architectures freshly initialised.")
     ] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the initialisation and random inputs.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help=f"Seed of the initialisation and random inputs, 0 to {limits.MAX_SEED}."),
+    ] = 0,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG line chart, one line per model (matplotlib).")
     ] = None,
@@ -541,12 +613,12 @@ def analyze_gradnorm_command(
     hooks keep only per-sample norms, so very deep models fit in memory.
     """
     from normresnet_export._render import print_json
-    from normresnet_export.analysis import analyze_gradnorm, gradnorm_document, plot_gradnorm
+    from normresnet_export.analysis import analyze_gradnorm, gradnorm_document
     from normresnet_export.analysis.tables import print_gradnorm
 
-    reports = _run(analyze_gradnorm, models, data=data, batch_size=batch_size, at_init=at_init, seed=seed)
-    if plot is not None:
-        _run(plot_gradnorm, reports, plot)
+    reports = _run(
+        analyze_gradnorm, models, data=data, batch_size=batch_size, at_init=at_init, seed=seed, plot=plot
+    )
     if as_json:
         print_json(gradnorm_document(reports))
     else:
@@ -561,11 +633,16 @@ def analyze_spectrum_command(
         bool, typer.Option("--transitions", help="Every convolution of every transition unit.")
     ] = False,
     input_size: Annotated[
-        tuple[int, int] | None, typer.Option("--input-size", help="H W of the input (default: the model's).")
+        tuple[int, int] | None,
+        typer.Option(
+            "--input-size", help=f"H W of the input, 1 to {limits.MAX_INPUT_SIDE} (default: the model's)."
+        ),
     ] = None,
     tolerance: Annotated[
         float | None,
-        typer.Option("--tolerance", help="Largest max|σ − target|/target called norm-preserving (1e-3)."),
+        typer.Option(
+            "--tolerance", help="Largest max|σ − target|/target called norm-preserving, at least 0 (1e-3)."
+        ),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:

@@ -62,7 +62,7 @@ def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
         open_model(checkpoint, fold=True, label="eager (folded)", **options),
     ]
     script = nx.export_torchscript(checkpoint, scratch / f"{name}.ts", check=False).path
-    made.append(open_model(script, label="TorchScript frozen", **options))
+    made.append(open_model(script, label="TorchScript frozen", trust_code=True, **options))  # made just above
     if compile_:
         folded = made[1]
         compiled = torch.compile(folded.module)

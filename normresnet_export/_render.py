@@ -1,9 +1,19 @@
-"""How command results are shown: a rich table for people, one JSON document for programs."""
+"""How command results are shown: a rich table for people, one JSON document for programs.
+
+Much of what is shown comes from outside: file names, class labels and metadata read from a
+model file, error messages quoting them. None of it may steer the terminal, so every string
+reaches rich through :func:`printable` and as a :class:`rich.text.Text`, never as markup: a
+label ``[white on white]hidden[/]`` or an image named ``[bold]x.png`` is shown as written
+(markup and ``:emoji:`` codes are only interpreted in plain strings), and a control character
+such as the ESC of ``\\x1b[2J`` is shown as the four characters ``\\x1b`` instead of clearing the
+screen. The CLI's error line goes through :func:`printable` too.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,6 +21,36 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+#: What a terminal may act on rather than show: C0 controls (ESC among them), DEL, C1 controls
+#: (a lone 0x9b is a CSI on some terminals), the line and paragraph separators, and the bidi
+#: overrides and isolates that reorder what is displayed.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(value: object) -> str:
+    """``str(value)`` with every control character written out as an escape (``\\x1b``, ``\\u202e``).
+
+    Used for every string shown to a person, so that text from a file (a name, a label, an error
+    quoting either) can neither send terminal commands nor break a one-line message into several.
+    """
+    return _CONTROL.sub(_escaped, str(value))
+
+
+def _text(value: object) -> Text:
+    """``value`` as rich :class:`~rich.text.Text`: shown literally, no markup, no emoji codes."""
+    return Text(printable(value))
+
+
+def _say(message: object, *, stderr: bool = False) -> None:
+    """Print one message line (literally, see :func:`printable`) on stdout or stderr."""
+    Console(soft_wrap=True, stderr=stderr).print(_text(message))
 
 
 @dataclass(frozen=True)
@@ -24,8 +64,12 @@ class Column:
 
 
 def print_json(data: Any) -> None:
-    """Write ``data`` as one JSON document on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Write ``data`` as one JSON document on stdout.
+
+    JSON escapes every control character but DEL; DEL is escaped too, so that no string from a
+    file reaches a terminal raw (it can occur only inside strings, where ``\\u007f`` means the same).
+    """
+    sys.stdout.write(json.dumps(data, indent=2).replace("\x7f", "\\u007f") + "\n")
 
 
 def print_table(
@@ -34,13 +78,15 @@ def print_table(
     """Write ``rows`` as a table on stdout (plain text when stdout is not a terminal).
 
     Cells are never truncated: when the table is wider than the terminal (or than the
-    80 columns rich assumes for a pipe), lines are allowed to be longer instead.
+    80 columns rich assumes for a pipe), lines are allowed to be longer instead. Cells, headers
+    and the title are shown literally (see :func:`printable`).
     """
-    cells = [[column.format(row[column.key]) for column in columns] for row in rows]
-    widths = [max([len(c.header)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-    table = Table(title=title, show_edge=False, header_style="bold")
-    for column, width in zip(columns, widths, strict=True):
-        table.add_column(column.header, justify=column.justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
+    cells = [[_text(column.format(row[column.key])) for column in columns] for row in rows]
+    headers = [_text(column.header) for column in columns]
+    widths = [max([headers[i].cell_len] + [line[i].cell_len for line in cells]) for i in range(len(columns))]
+    table = Table(title=None if title is None else _text(title), show_edge=False, header_style="bold")
+    for column, header, width in zip(columns, headers, widths, strict=True):
+        table.add_column(header, justify=column.justify, no_wrap=True, min_width=width)  # type: ignore[arg-type]
     for line in cells:
         table.add_row(*line)
     console = Console()
@@ -72,15 +118,12 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
         rows,
         (Column("op", "operation"), Column("before", "before", "right"), Column("after", "after", "right")),
     )
-    console = Console(soft_wrap=True)
-    console.print(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,}")
+    _say(f"parameters: {report.parameters_before:,} -> {report.parameters_after:,}")
     for pattern, count in report.folded.items():
-        console.print(f"  folded   {count:5d} × {pattern}", highlight=False)
+        _say(f"  folded   {count:5d} × {pattern}")
     for group in report.unfolded_summary():
         names = ", ".join(group["examples"]) + (", …" if group["count"] > len(group["examples"]) else "")
-        console.print(
-            f"  kept     {group['count']:5d} × {group['op']}: {group['reason']} ({names})", highlight=False
-        )
+        _say(f"  kept     {group['count']:5d} × {group['op']}: {group['reason']} ({names})")
     if report.checked:
         size = "×".join(map(str, report.input_size))
         rows = [
@@ -105,9 +148,7 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
             title=f"folded vs. unfolded logits ({size})",
         )
         if report.float32_noise is not None:
-            console.print(
-                f"  the unfolded model's own float32 error against float64: {_number(report.float32_noise)}"
-            )
+            _say(f"  the unfolded model's own float32 error against float64: {_number(report.float32_noise)}")
     if not report.checked:
         verdict = "folded (not checked)"
     elif report.passed:
@@ -116,7 +157,7 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
         verdict = "FAIL: the folded model deviates beyond the limits; nothing was written"
     if output and report.passed:
         verdict += f"; wrote {output}"
-    console.print(verdict, highlight=False)
+    _say(verdict)
 
 
 def import_record(checkpoint: Any, output: str) -> dict[str, Any]:
@@ -136,21 +177,16 @@ def import_record(checkpoint: Any, output: str) -> dict[str, Any]:
 
 def print_import_record(record: dict[str, Any]) -> None:
     """One short human account of an import."""
-    console = Console(soft_wrap=True)
     kwargs = ", ".join(f"{k}={v!r}" for k, v in record["model_kwargs"].items())
     folded = " (folded)" if record["folded"] else ""
-    console.print(
-        f"imported {record['source']} checkpoint as {record['arch']}{folded}({kwargs})", highlight=False
-    )
-    console.print(f"  {record['tensors']} tensors, {record['parameters']:,} parameters", highlight=False)
+    _say(f"imported {record['source']} checkpoint as {record['arch']}{folded}({kwargs})")
+    _say(f"  {record['tensors']} tensors, {record['parameters']:,} parameters")
     if record["metrics"]:
         recorded = ", ".join(f"{k}={v}" for k, v in record["metrics"].items() if k != "imported_from")
-        console.print(f"  recorded: {recorded}", highlight=False)
+        _say(f"  recorded: {recorded}")
     if record["preprocessing"] is None:
-        console.print(
-            "  preprocessing: unknown (not recorded by the source); set it before predicting", highlight=False
-        )
-    console.print(f"wrote {record['output']}", highlight=False)
+        _say("  preprocessing: unknown (not recorded by the source); set it before predicting")
+    _say(f"wrote {record['output']}")
 
 
 @contextlib.contextmanager
@@ -160,13 +196,14 @@ def progress_bar(total: int, description: str, *, minimum: int = 8) -> Iterator[
     Yields ``advance(n)``. Nothing is drawn when stderr is not a terminal (rich's rule), so
     logs and ``--json`` pipelines stay clean.
     """
-    if total < minimum:
+    console = Console(stderr=True)
+    if total < minimum or not console.is_terminal:  # rich would still end a silent bar with a newline
         yield lambda _: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
 
@@ -174,15 +211,11 @@ def progress_bar(total: int, description: str, *, minimum: int = 8) -> Iterator[
 def print_predictions(report: Any) -> None:
     """Per image: the top classes with their probabilities, or the reason it failed (on stderr)."""
     backend = report.backend
-    console = Console(soft_wrap=True)
-    console.print(
-        f"{backend['label']}: {backend['runtime']} · {backend['provider']} · {backend['precision']}",
-        highlight=False,
-    )
+    _say(f"{backend['label']}: {backend['runtime']} · {backend['provider']} · {backend['precision']}")
     rows = []
     for prediction in report.predictions:
         if prediction.error:
-            Console(stderr=True, soft_wrap=True).print(f"error: {prediction.error}", highlight=False)
+            _say(f"error: {prediction.error}", stderr=True)
             continue
         for rank, entry in enumerate(prediction.top):
             rows.append(
@@ -207,12 +240,10 @@ def print_predictions(report: Any) -> None:
 
 def print_check_report(report: Any) -> None:
     """Agreement and latency tables of :func:`normresnet_export.check.check`, then a one-line verdict."""
-    console = Console(soft_wrap=True)
     reference = report.reference
-    console.print(
+    _say(
         f"reference: {reference['label']} · {reference['runtime']} · {reference['provider']} · "
-        f"{reference['precision']}; data: {report.data}",
-        highlight=False,
+        f"{reference['precision']}; data: {report.data}"
     )
     labelled = report.reference_accuracy is not None
     rows = [
@@ -260,8 +291,6 @@ def print_check_report(report: Any) -> None:
             title="latency (interleaved blocks; speed-up over eager (unfolded) at the same batch)",
         )
     if report.passed:
-        console.print(
-            f"PASS: {len(report.agreements)} backends agree with the unfolded checkpoint", highlight=False
-        )
+        _say(f"PASS: {len(report.agreements)} backends agree with the unfolded checkpoint")
     else:
-        console.print("FAIL: " + "; ".join(report.failures()), highlight=False)
+        _say("FAIL: " + "; ".join(report.failures()))

@@ -36,11 +36,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from normresnet_export._io import atomic_write
+from normresnet_export._io import atomic_write, check_output
 from normresnet_export._version import __version__
 from normresnet_export.errors import CheckpointError, InputError
 from normresnet_export.files.reading import not_a_checkpoint, read_file
 from normresnet_export.files.recognise import recognise, recognise_state_dict
+from normresnet_export.files.torch_layout import first_line
 from normresnet_export.fold import FoldReport, fold_model
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
@@ -93,11 +94,17 @@ class Checkpoint:
             return tuple(self.preprocessing.input_size)
         return model_info(self.arch).input_size
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``)."""
+    def save(
+        self, path: str | os.PathLike[str], *, inputs: Sequence[str | os.PathLike[str] | None] = ()
+    ) -> Path:
+        """Write this checkpoint to ``path`` (``.safetensors`` drops ``train_state``).
+
+        ``inputs`` are the files it was made from, which ``path`` may not be (see :func:`save_checkpoint`).
+        """
         return save_checkpoint(
             path,
             self.model,
+            inputs=inputs,
             arch=self.arch,
             model_kwargs=self.model_kwargs,
             preprocessing=self.preprocessing,
@@ -221,6 +228,7 @@ def save_checkpoint(
     train_state: Mapping[str, Any] | None = None,
     folded: bool = False,
     fold_report: Mapping[str, Any] | None = None,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
 ) -> Path:
     """Write ``model`` and its metadata to ``path``, atomically.
 
@@ -229,7 +237,8 @@ def save_checkpoint(
     it is stored, so the file rebuilds the same model even if a default changes later.
 
     Args:
-        path: Destination file; parent directories are created.
+        path: Destination file, in an existing directory; a link, a device or another non-file
+            there is refused (see :func:`normresnet_export._io.check_output`).
         model: A model built by :func:`normresnet_export.create_model` (any device, any mode).
         arch: Its registered name.
         model_kwargs: The keywords it was built with (defaults filled in).
@@ -239,6 +248,8 @@ def save_checkpoint(
         train_state: Optimizer/scheduler/RNG state (``torch.save`` format only).
         folded: ``model`` is the result of ``fold_model`` on a model of ``arch``.
         fold_report: The fold's report (``FoldReport.to_dict()``), stored with a folded model.
+        inputs: The files the checkpoint was made from; ``path`` may not be one of them (a fold or
+            an import written over its source would lose it).
 
     Returns:
         The path written.
@@ -246,9 +257,10 @@ def save_checkpoint(
     Raises:
         UnknownModelError: ``arch`` is not registered.
         InputError: The model does not match ``arch``/``model_kwargs``, bad labels or metrics,
-            or ``train_state`` with a ``.safetensors`` path.
+            ``train_state`` with a ``.safetensors`` path, or an output path refused by
+            :func:`normresnet_export._io.check_output`.
     """
-    path = Path(path)
+    path = check_output(path, inputs=inputs)
     kwargs = model_info(arch).resolve_kwargs(**dict(model_kwargs or {}))
     if fold_report is not None and not folded:
         raise InputError("a fold_report belongs to a folded model; pass folded=True")
@@ -278,7 +290,7 @@ def save_checkpoint(
         blob = safetensors_bytes(
             _shareable_state_dict(model), metadata={"format": FORMAT, "normexport": json.dumps(meta)}
         )
-        with atomic_write(path) as handle:
+        with atomic_write(path, inputs=inputs) as handle:
             handle.write(blob)
         return path
     payload = {
@@ -286,7 +298,7 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "train_state": dict(train_state) if train_state is not None else None,
     }
-    with atomic_write(path) as handle:
+    with atomic_write(path, inputs=inputs) as handle:
         torch.save(payload, handle)
     return path
 
@@ -294,9 +306,9 @@ def save_checkpoint(
 # --------------------------------------------------------------------------------------------- load
 
 
-def _read_payload(path: Path, map_location: str | torch.device) -> dict[str, Any]:
-    """Read a file into the checkpoint dict, refusing foreign, damaged and unsafe files."""
-    obj, header = read_file(path, map_location=map_location)
+def _read_payload(path: Path, map_location: str | torch.device, max_bytes: int | None) -> dict[str, Any]:
+    """Read a file into the checkpoint dict, refusing foreign, damaged, oversized and unsafe files."""
+    obj, header = read_file(path, map_location=map_location, max_bytes=max_bytes)
     if header is not None:
         return _safetensors_payload(path, obj, header)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
@@ -332,26 +344,72 @@ def _field(payload: Mapping[str, Any], name: str, types: type | tuple[type, ...]
     return value
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> Checkpoint:
+def check_contents(model: nn.Module, labels: Sequence[str] | None, num_classes: int, *, where: str) -> None:
+    """Refuse a model that would answer wrongly without an error: non-finite weights, wrong labels.
+
+    A NaN or inf anywhere in the weights or buffers (a training that diverged, a damaged file)
+    makes every output NaN, and labels that are not one per class name some classes and number
+    the others. Both are found here, when the model is loaded, rather than by the table of
+    ``nan`` a prediction prints or the fold that fails after its work.
+
+    Args:
+        model: The rebuilt model with its weights.
+        labels: Its class names, or ``None``.
+        num_classes: The classifier's size (0: a model that returns features; labels unchecked).
+        where: The file, for the message.
+
+    Raises:
+        CheckpointError: Labels of the wrong length, or the first tensor holding non-finite values.
+    """
+    if labels is not None and num_classes and len(labels) != num_classes:
+        raise CheckpointError(
+            f"{where}: field 'labels' has {len(labels)} entries for a model with {num_classes} classes; "
+            "save the checkpoint again with one label per class (or none)"
+        )
+    damaged = []
+    for name, tensor in model.state_dict().items():
+        if (tensor.is_floating_point() or tensor.is_complex()) and not tensor.is_meta:
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                damaged.append((name, count, tensor.numel()))
+    if damaged:
+        name, count, size = damaged[0]
+        others = f" (and {len(damaged) - 1} more tensors)" if len(damaged) > 1 else ""
+        raise CheckpointError(
+            f"{where}: tensor {name!r} holds {count} non-finite values (NaN or inf) of {size}{others}; the "
+            "weights are damaged or the training diverged: use an earlier checkpoint or train again"
+        )
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    map_location: str | torch.device = "cpu",
+    max_bytes: int | None = None,
+) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model.
 
     Only tensors and plain data are unpickled (``weights_only=True``), so loading a file
-    cannot run code from it.
+    cannot run code from it; and the memory its tensors may take is capped, checked against
+    what the file declares before anything is allocated.
 
     Args:
         path: A ``.pt`` or ``.safetensors`` checkpoint.
         map_location: Device for the tensors (default CPU, so files saved on ``cuda:N``
             load on any machine).
+        max_bytes: The cap on that memory (default 8 GiB, or the environment variable
+            ``NORMEXPORT_MAX_CHECKPOINT_BYTES``; see :mod:`normresnet_export.files.torch_layout`).
 
     Returns:
         The checkpoint, with its model in eval mode.
 
     Raises:
         CheckpointError: Missing, damaged, unsafe or foreign file (the message says what it
-            looks like and how to import it), or fields that do not describe a model.
+            looks like and how to import it), fields that do not describe a model, labels
+            that are not one per class, or weights that are not finite (:func:`check_contents`).
     """
     path = Path(path)
-    payload = _read_payload(path, map_location)
+    payload = _read_payload(path, map_location, max_bytes)
     version = payload.get("version")
     if not isinstance(version, int) or version < 1:
         raise CheckpointError(f"{path}: field 'version' must be a positive integer, got {version!r}")
@@ -363,29 +421,41 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     arch = _field(payload, "arch", str, path)
     kwargs = _field(payload, "model_kwargs", dict, path)
     state_dict = _field(payload, "state_dict", dict, path)
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise CheckpointError(f"{path}: field 'state_dict' must map names to tensors")
     folded = _field(payload, "folded", bool, path)
+    kind = "folded " if folded else ""
     try:
         preprocessing = (
             Preprocessing.from_dict(payload["preprocessing"]) if payload.get("preprocessing") else None
         )
-        if folded:
-            # The weights are loaded below: building the folded structure on meta skips a random init.
-            model = model_shapes(arch, kwargs, folded=True).to_empty(device=map_location)
-        else:
-            model = create_model(arch, **kwargs)
+        # Shapes first, on meta (no memory): model_kwargs from a file may describe a model far larger
+        # than its weights (num_classes=10**9), which must be refused before it is allocated.
+        shapes = model_shapes(arch, kwargs, folded=folded)
     except InputError as exc:  # unknown arch, bad keywords, bad preprocessing
         raise CheckpointError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # keywords of the wrong kind
+        raise CheckpointError(
+            f"{path}: field 'model_kwargs' does not build arch {arch!r} ({first_line(exc)})"
+        ) from None
+    mismatch = describe_mismatch(shapes.state_dict(), state_dict)
+    if mismatch:
+        raise CheckpointError(
+            f"{path}: the weights do not fit {kind}arch {arch!r} with {kwargs} ({mismatch})"
+        )
+    # The folded structure has its weights loaded below: building it on meta skips a random init.
+    model = shapes.to_empty(device=map_location) if folded else create_model(arch, **kwargs)
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as exc:
         detail = describe_mismatch(model.state_dict(), state_dict) or str(exc).splitlines()[-1].strip()
-        kind = "folded " if folded else ""
         raise CheckpointError(
             f"{path}: the weights do not fit {kind}arch {arch!r} with {kwargs} ({detail})"
         ) from None
     labels = payload.get("labels")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
         raise CheckpointError(f"{path}: field 'labels' must be a list of strings or null")
+    check_contents(model, labels, int(kwargs.get("num_classes", 0)), where=str(path))
     return Checkpoint(
         model=model.eval(),
         arch=arch,
@@ -412,7 +482,13 @@ def fold_checkpoint(
     The check runs at ``input_size``, by default the checkpoint's preprocessing size or
     else the architecture's design size. A failed check writes nothing; the caller reads
     ``report.passed`` (the CLI exits with 1).
+
+    Raises:
+        InputError: ``destination`` is ``source`` (the fold would replace the trained checkpoint,
+            training state and all) or is otherwise refused by
+            :func:`normresnet_export._io.check_output`: checked before the fold starts.
     """
+    check_output(destination, inputs=[source])
     checkpoint = load_checkpoint(source)
     if checkpoint.folded:
         raise InputError(f"{source} is already folded")
@@ -421,5 +497,5 @@ def fold_checkpoint(
         folded = dataclasses.replace(
             checkpoint, model=result.model, folded=True, fold_report=result.report.to_dict(), train_state=None
         )
-        folded.save(destination)
+        folded.save(destination, inputs=[source])
     return result.report

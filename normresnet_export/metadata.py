@@ -20,7 +20,8 @@ schema is refused with a one-line error rather than half-read.
 
 Loading a TorchScript or ``.pt2`` file is the only way to reach its extra file, so the two
 loaders live here too: the exporters (which reload what they wrote, to check it) and the
-runtime (which serves it) share them.
+runtime (which serves it) share them. Both files are programs, so both loaders refuse unless
+told ``trust_code=True`` (the exporters' reload of the bytes they just made is trusted).
 """
 
 from __future__ import annotations
@@ -390,15 +391,43 @@ def _where(data: bytes | str | os.PathLike[str]) -> str:
     return "the exported bytes" if isinstance(data, bytes) else str(data)
 
 
+#: What each program format is called in the refusal of an untrusted file.
+PROGRAM_KINDS = {"torchscript": "a TorchScript program", "pt2": "a torch.export program (.pt2)"}
+
+
+def require_trust(where: str | os.PathLike[str], kind: str, trust_code: bool) -> None:
+    """Refuse to load a program (``kind`` a key of :data:`PROGRAM_KINDS`) unless the caller trusts it.
+
+    TorchScript and torch.export files are code: loading and calling one runs whatever its
+    author put in it, reading or writing files included, whatever the file is named. Checkpoints
+    and ONNX files hold only data and need no trust.
+
+    Raises:
+        InputError: ``trust_code`` is false; the message names the file and the opt-in.
+    """
+    if not trust_code:
+        raise InputError(
+            f"{where} is {PROGRAM_KINDS[kind]}, and loading it runs the code inside it; if you trust "
+            "where it came from, pass --trust-code (trust_code=True in Python)"
+        )
+
+
 def load_torchscript(
-    data: bytes | str | os.PathLike[str], map_location: torch.device | str | None = None
+    data: bytes | str | os.PathLike[str],
+    map_location: torch.device | str | None = None,
+    *,
+    trust_code: bool = False,
 ) -> tuple[torch.jit.ScriptModule, ModelMetadata]:
-    """Load a TorchScript file (or its bytes) and its metadata.
+    """Load a TorchScript file (or its bytes) and its metadata; a program, so only with ``trust_code``.
 
     ``torch.jit`` warns on every call that it is deprecated; the warning is silenced here because
     the format is still what libtorch (C++) loads. ``map_location`` places the module on a device:
     a frozen module's weights are constants, which ``.to(device)`` would not move.
+
+    Raises:
+        InputError: ``trust_code`` is false (see :func:`require_trust`).
     """
+    require_trust(_where(data), "torchscript", trust_code)
     extra = {EXTRA_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -411,9 +440,20 @@ def load_torchscript(
 
 
 def load_pt2(
-    data: bytes | str | os.PathLike[str], device: torch.device | str | None = None
+    data: bytes | str | os.PathLike[str],
+    device: torch.device | str | None = None,
+    *,
+    trust_code: bool = False,
 ) -> tuple[nn.Module, ModelMetadata]:
-    """Load a ``.pt2`` file (or its bytes) as a callable module and its metadata, on ``device`` if given."""
+    """Load a ``.pt2`` file (or its bytes) as a callable module and its metadata, on ``device`` if given.
+
+    A ``.pt2`` file is a program (its graph calls whatever operators its author chose), so it is
+    loaded only with ``trust_code``.
+
+    Raises:
+        InputError: ``trust_code`` is false (see :func:`require_trust`).
+    """
+    require_trust(_where(data), "pt2", trust_code)
     extra = {EXTRA_FILE: ""}
     program = torch.export.load(io.BytesIO(data) if isinstance(data, bytes) else str(data), extra_files=extra)
     if device is not None and torch.device(device).type != "cpu":

@@ -16,8 +16,11 @@ from typing import Any, BinaryIO
 import torch
 
 from normresnet_export.errors import InputError
+from normresnet_export.limits import MAX_BATCH, check_int
 from normresnet_export.preprocess import Preprocessing, image_files, load_images
 from normresnet_export.runtime.base import Backend
+from normresnet_export.runtime.devices import check_threads
+from normresnet_export.runtime.inputs import dims, fixed_batch, input_mismatch
 
 #: The name standard input gets in reports.
 STDIN_NAME = "<stdin>"
@@ -78,17 +81,49 @@ def collect_inputs(
     return items
 
 
+def check_options(*, top_k: int, batch_size: int, workers: int | None) -> None:
+    """Refuse a ``--top-k``, ``--batch-size`` or ``--workers`` outside its range, before a model is opened.
+
+    ``--workers`` counts decoding threads, so 0 is refused rather than read as "the default"
+    (``None`` is the default: up to 8).
+
+    Raises:
+        InputError: The option and its range.
+    """
+    check_int("--top-k", top_k, low=1)
+    check_int("--batch-size", batch_size, low=1, high=MAX_BATCH)
+    check_threads(workers, option="--workers")
+
+
 def resolve_preprocessing(backend: Backend, override: Preprocessing | None) -> Preprocessing:
-    """The preprocessing to use: the override, else the model's own; never a guess."""
-    if override is not None:
-        return override
-    carried = backend.preprocessing
-    if carried is None:
+    """The preprocessing to use: the override, else the model's own; never a guess.
+
+    Raises:
+        InputError: No preprocessing known, or one whose images the model does not take (an
+            ONNX file exported at 48×48 given ``cifar10``'s 32×32), naming both.
+    """
+    chosen = override if override is not None else backend.preprocessing
+    if chosen is None:
         raise InputError(
             f"{backend.label} carries no preprocessing, and normexport does not guess it; pass "
             "--preprocessing with a preset (cifar10, cifar100, cifar-wrn, imagenet) or a JSON file"
         )
-    return carried
+    mismatch = input_mismatch(backend, chosen.input_size)
+    if mismatch is not None:
+        source = "the --preprocessing given" if override is not None else "its own preprocessing"
+        if mismatch.size is None:
+            fix = "normexport feeds one float32 [N, C, H, W] image batch; export the model with normexport"
+        elif override is None:
+            fix = "its metadata contradicts its graph; export it again"
+        else:
+            fix = f'pass a --preprocessing JSON file whose "input_size" is {list(mismatch.size)}'
+            if backend.preprocessing is not None:
+                fix += ", or leave --preprocessing out to use the model's own"
+        raise InputError(
+            f"{backend.label} takes {mismatch.takes}, but {source} makes float32 images of "
+            f"{dims(chosen.input_size)}; {fix}"
+        )
+    return chosen
 
 
 def predict(
@@ -109,15 +144,19 @@ def predict(
         top_k: Classes per image (capped at the number of classes).
         batch_size: Images per model call.
         preprocessing: Override the model's recorded preprocessing.
-        workers: Decoding threads.
+        workers: Decoding threads (1 to 4 per core; ``None``: up to 8).
         progress: Called with the number of images finished after each batch.
 
     Raises:
-        InputError: Bad ``top_k``/``batch_size``, or no preprocessing known.
+        InputError: Bad ``top_k``/``batch_size``/``workers`` (see :func:`check_options`), no
+            preprocessing known, or one whose images the model does not take.
+        OutputError: The model returns non-finite scores (``runtime.base.OutputError``).
     """
-    if top_k < 1 or batch_size < 1:
-        raise InputError(f"--top-k and --batch-size must be at least 1, got {top_k} and {batch_size}")
+    check_options(top_k=top_k, batch_size=batch_size, workers=workers)
     chosen = resolve_preprocessing(backend, preprocessing)
+    pinned = fixed_batch(backend)
+    if pinned is not None and pinned != batch_size:
+        raise InputError(f"{backend.label} takes batches of exactly {pinned}; pass --batch-size {pinned}")
     labels = backend.labels
     results: list[Prediction] = []
     pending: list[tuple[int, torch.Tensor]] = []
@@ -126,6 +165,7 @@ def predict(
         if not pending:
             return
         logits = backend.run_in_batches(torch.stack([tensor for _, tensor in pending]), len(pending))
+        backend.check_outputs(logits, [results[slot].name for slot, _ in pending])  # no nan tables
         probabilities = torch.softmax(logits.double(), dim=1)
         values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
         for (slot, _), row_values, row_indices in zip(pending, values, indices, strict=True):

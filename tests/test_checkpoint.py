@@ -181,7 +181,7 @@ def test_a_failed_write_leaves_neither_a_partial_file_nor_a_temporary(tmp_path, 
 
 
 def test_written_files_get_normal_permissions(tmp_path):
-    path = nx.save_checkpoint(tmp_path / "sub" / "m.pt", nx.create_model("resnet20"), arch="resnet20")
+    path = nx.save_checkpoint(tmp_path / "m.pt", nx.create_model("resnet20"), arch="resnet20")
     umask = os.umask(0)
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask

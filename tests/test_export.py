@@ -91,8 +91,12 @@ def prepared(tmp_path_factory):
 #: The three single-file formats: how to export each, where to write it, and how to load it back.
 FORMATS = {
     "onnx": (nx.export_onnx, "m.onnx", _onnx_runner),
-    "torchscript": (nx.export_torchscript, "m.torchscript", lambda path: load_torchscript(path)[0]),
-    "pt2": (nx.export_pt2, "m.pt2", lambda path: load_pt2(path)[0]),
+    "torchscript": (
+        nx.export_torchscript,
+        "m.torchscript",
+        lambda path: load_torchscript(path, trust_code=True)[0],
+    ),
+    "pt2": (nx.export_pt2, "m.pt2", lambda path: load_pt2(path, trust_code=True)[0]),
 }
 
 
@@ -211,11 +215,12 @@ def test_torchscript_loads_without_this_package(family_export):
 def test_metadata_round_trips_in_every_format(family_export):
     # The default exports of the plain resnet20 checkpoint, shared with the family sweep.
     expected = family_export("resnet20", "onnx")[2].metadata
-    assert load_torchscript(family_export("resnet20", "torchscript")[1])[1].to_dict() == {
+    scripted = family_export("resnet20", "torchscript")[1]
+    assert load_torchscript(scripted, trust_code=True)[1].to_dict() == {
         k: v for k, v in expected.items() if k != "onnx"
     }
     assert (
-        load_pt2(family_export("resnet20", "pt2")[1])[1].to_dict()["preprocessing"]
+        load_pt2(family_export("resnet20", "pt2")[1], trust_code=True)[1].to_dict()["preprocessing"]
         == expected["preprocessing"]
     )
 
@@ -245,7 +250,7 @@ def test_metadata_from_before_the_schema_number_is_read_and_a_newer_schema_is_re
         newer = json.dumps({**legacy, "schema": 2})
         torch.jit.save(scripted, str(tmp_path / "new.ts"), _extra_files={contract.EXTRA_FILE: newer})
     with pytest.raises(nx.InputError, match=r"new\.ts was written by a newer normexport \(metadata schema 2"):
-        load_torchscript(tmp_path / "new.ts")
+        load_torchscript(tmp_path / "new.ts", trust_code=True)
 
 
 def test_float16_exports(tmp_path, prepared):

@@ -22,28 +22,40 @@ runner = CliRunner()
 NO_GPU = not torch.cuda.is_available()
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory) -> dict[str, Path]:
-    """A resnet20 checkpoint with preprocessing and labels, and its ONNX, TorchScript and pt2 exports."""
-    root = tmp_path_factory.mktemp("deployed")
+def _deploy(root: Path) -> None:
+    """Write a resnet20 checkpoint (preprocessing, labels), its three exports and 11 images into ``root``."""
     torch.manual_seed(0)
     model = randomise_for_folding(nx.create_model("resnet20").eval())
     labels = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     checkpoint = nx.save_checkpoint(
         root / "m.pt", model, arch="resnet20", preprocessing=nx.preprocess.PRESETS["cifar10"], labels=labels
     )
-    files = {"checkpoint": checkpoint}
-    files["onnx"] = nx.export_onnx(checkpoint, root / "m.onnx").path
-    files["torchscript"] = nx.export_torchscript(checkpoint, root / "m.ts").path
-    files["pt2"] = nx.export_pt2(checkpoint, root / "m.pt2").path
+    nx.export_onnx(checkpoint, root / "m.onnx")
+    nx.export_torchscript(checkpoint, root / "m.ts")
+    nx.export_pt2(checkpoint, root / "m.pt2")
     images = root / "images"
     (images / "nested").mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(11):
         picture = Image.fromarray((rng.random((30 + i, 40, 3)) * 255).astype(np.uint8))
         picture.save(images / ("nested" if i % 3 == 0 else ".") / f"img{i:02d}.{'png' if i % 2 else 'jpg'}")
-    files["images"] = images
-    return files
+
+
+@pytest.fixture(scope="module")
+def deployed(shared_artefacts) -> dict[str, Path]:
+    """A resnet20 checkpoint with preprocessing and labels, and its ONNX, TorchScript and pt2 exports.
+
+    Built once per test run (both xdist workers run tests of this module); read-only.
+    """
+    root = shared_artefacts.get("runtime-deployed", _deploy)
+    names = {
+        "checkpoint": "m.pt",
+        "onnx": "m.onnx",
+        "torchscript": "m.ts",
+        "pt2": "m.pt2",
+        "images": "images",
+    }
+    return {kind: root / name for kind, name in names.items()}
 
 
 def test_backends_agree_and_describe_what_runs(deployed):
@@ -51,7 +63,7 @@ def test_backends_agree_and_describe_what_runs(deployed):
     reference = open_model(deployed["checkpoint"], device="cpu")
     expected = reference.run(x)
     for kind in ("onnx", "torchscript", "pt2"):
-        backend = open_model(deployed[kind], device="auto")
+        backend = open_model(deployed[kind], device="auto", trust_code=True)
         actual = backend.run(x)
         assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max(), kind
         assert backend.labels == reference.labels and backend.preprocessing == reference.preprocessing
@@ -68,7 +80,7 @@ def test_backends_agree_and_describe_what_runs(deployed):
 def test_cuda_on_a_machine_without_one_fails_with_the_reason(deployed):
     for kind in ("onnx", "torchscript", "checkpoint"):
         with pytest.raises(DeviceError, match=r"(?i)cuda was requested but .*no CUDA GPU is visible"):
-            open_model(deployed[kind], device="cuda")
+            open_model(deployed[kind], device="cuda", trust_code=True)
     fallback = open_model(deployed["onnx"], device="cuda", allow_cpu_fallback=True)
     assert fallback.device == "cpu" and "CPU fallback" in fallback.describe()
     result = runner.invoke(
@@ -87,9 +99,8 @@ def _top(report: dict) -> dict[str, list[str]]:
 def test_predict_gives_the_same_top_k_with_every_backend(deployed):
     reports = {}
     for kind in ("checkpoint", "onnx", "torchscript"):
-        result = runner.invoke(
-            app, ["predict", str(deployed[kind]), str(deployed["images"]), "-k", "3", "-b", "4", "--json"]
-        )
+        args = ["predict", str(deployed[kind]), str(deployed["images"]), "-k", "3", "-b", "4", "--json"]
+        result = runner.invoke(app, [*args, "--trust-code"])  # TorchScript is a program; ours, so trusted
         assert result.exit_code == 0, result.output
         reports[kind] = json.loads(result.stdout)
     eager = reports["checkpoint"]
@@ -107,10 +118,13 @@ def test_predict_runs_a_static_batch_export_on_any_number_of_images(deployed, tm
     pinned = nx.export_pt2(deployed["checkpoint"], tmp_path / "b4.pt2", static_batch=4).path
     dynamic = json.loads(
         runner.invoke(
-            app, ["predict", str(deployed["pt2"]), str(deployed["images"]), "-b", "3", "--json"]
+            app,
+            ["predict", str(deployed["pt2"]), str(deployed["images"]), "-b", "3", "--json", "--trust-code"],
         ).stdout
     )
-    result = runner.invoke(app, ["predict", str(pinned), str(deployed["images"]), "-b", "3", "--json"])
+    result = runner.invoke(
+        app, ["predict", str(pinned), str(deployed["images"]), "-b", "3", "--json", "--trust-code"]
+    )
     assert result.exit_code == 0, result.output  # 11 images in calls of 4, the last one padded
     assert _top(json.loads(result.stdout)) == _top(dynamic)
 
@@ -128,7 +142,7 @@ def test_predict_reports_bad_files_and_still_predicts_the_others(deployed, tmp_p
     assert f"error: {bad}: not an image Pillow can read" in result.stderr
     assert good.name in result.stdout and "onnxruntime" in result.stdout  # the good one is still predicted
     piped = runner.invoke(
-        app, ["predict", str(deployed["torchscript"]), "-", "--json"], input=good.read_bytes()
+        app, ["predict", str(deployed["torchscript"]), "-", "--json", "--trust-code"], input=good.read_bytes()
     )
     assert piped.exit_code == 0, piped.output
     assert json.loads(piped.stdout)["predictions"][0]["name"] == "<stdin>"
@@ -156,7 +170,7 @@ def _corrupt(source: Path, target: Path) -> Path:
 
 
 def test_check_passes_good_artefacts_and_catches_a_corrupted_one(deployed, tmp_path):
-    args = ["check", str(deployed["checkpoint"]), str(deployed["onnx"]), str(deployed["pt2"])]
+    args = ["check", str(deployed["checkpoint"]), str(deployed["onnx"]), str(deployed["pt2"]), "--trust-code"]
     plot = tmp_path / "throughput.png"
     good = runner.invoke(
         app,

@@ -9,11 +9,13 @@ Rank 0 writes; every process takes part, because every process's RNG state is sa
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from normresnet_export._io import check_output, make_directory
 from normresnet_export.checkpoint import save_checkpoint
 from trainers.distributed import Communicator, Topology
 from trainers.learner import Learner
@@ -21,6 +23,9 @@ from trainers.progress import Reporter
 from trainers.settings import RunSettings
 from trainers.state import BEST, CONFIG_FILE, LAST, Position, capture_rng, restore_rng, write_json
 from trainers.transforms import sample_seed
+
+#: Where a run without --out goes (``trainers.settings``): the one parent created on demand.
+_DEFAULT_ROOT = Path("runs")
 
 
 class Checkpoints:
@@ -40,11 +45,24 @@ class Checkpoints:
         self.topology = topology
         self.comm = comm
         self.reporter = reporter
+        if topology.is_main:  # a bad --out fails here, before any work
+            self._check_run_dir()
+
+    def _check_run_dir(self) -> None:
+        """The run directory may be created, but not its parent (a typo in --out would be kept).
+
+        Without --out the run goes under ``runs/``, which is created on the first run.
+        """
+        run_dir = self.settings.run_dir
+        if run_dir.parent != _DEFAULT_ROOT or run_dir.parent.exists():
+            check_output(run_dir, directory=True)
 
     def write_config(self) -> None:
-        """``config.json``: the resolved settings (rank 0)."""
+        """``config.json``: the resolved settings (rank 0), in the run directory, created here if new."""
         if self.topology.is_main:
-            write_json(self.settings.run_dir / CONFIG_FILE, self.settings.record())
+            run_dir = self.settings.run_dir
+            make_directory(run_dir, parents=run_dir.parent == _DEFAULT_ROOT)
+            write_json(run_dir / CONFIG_FILE, self.settings.record())
 
     def start(self, learner: Learner) -> Position:
         """Restore the resumed run's ``last.pt`` into ``learner``, or seed a new run; returns the position.

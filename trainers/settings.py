@@ -14,6 +14,7 @@ read back (as the recorded run) by ``--resume``.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import torch
 from torch.nn import Parameter
 
 from normresnet_export.errors import InputError
+from normresnet_export.limits import MAX_BATCH, MAX_SEED, check_int, thread_limit
 from normresnet_export.models import create_model, model_info
 from trainers.config import TrainConfig, conflicts_with
 from trainers.datasets import DataSource, load_data
@@ -166,6 +168,81 @@ class RunSettings:
         }
 
 
+#: What makes ``last.pt`` a checkpoint of the run in its directory: the values its ``config.json``
+#: must share with the configuration ``last.pt`` recorded (the rest, e.g. ``epochs`` or
+#: ``workers``, may change on ``--resume``).
+_RUN_IDENTITY = (
+    "arch",
+    "model_kwargs",
+    "dataset",
+    "recipe",
+    "seed",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "num_classes",
+    "regul_freq",
+    "procrustes_mode",
+    "limit_train",
+    "limit_test",
+)
+
+
+def _check_numbers(request: TrainConfig, topology: Topology) -> None:
+    """Refuse a seed, worker count or batch size outside its range, before the run directory is read.
+
+    ``--workers 0`` is honoured: the data is loaded in the main process (the default for the
+    in-memory digits). Lower bounds of the other numbers are :class:`TrainConfig`'s.
+    """
+    if request.seed is not None:
+        check_int("--seed", request.seed, low=0, high=MAX_SEED)
+    if request.workers is not None:
+        check_int(
+            "--workers",
+            request.workers,
+            low=0,
+            high=thread_limit(),
+            hint="0 loads the data in the main process",
+        )
+    if request.batch_size is not None:
+        world = topology.world_size
+        check_int(
+            "--batch-size",
+            request.batch_size,
+            low=1,
+            high=MAX_BATCH * world,
+            hint=f"it is the global batch over {world} process(es), at most {MAX_BATCH} each",
+        )
+
+
+def _require_same_run(run_dir: Path, resumed: Resumed) -> None:
+    """Refuse a ``last.pt`` that belongs to another run than the directory's ``config.json``.
+
+    ``--resume`` continues from ``last.pt`` and adopts the configuration it recorded; a
+    ``last.pt`` copied in from another run would silently change the run's settings and
+    rewrite ``config.json``.
+
+    Raises:
+        InputError: Naming each value that differs, as both files hold it.
+    """
+    if resumed.checkpoint is None:
+        return
+    try:
+        recorded = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return  # read_run read it a moment ago; a file that changed since is not this check's business
+    differ = [
+        f"{key} {resumed.config.get(key)!r} in {LAST} vs {recorded.get(key)!r} in {CONFIG_FILE}"
+        for key in _RUN_IDENTITY
+        if key in recorded and resumed.config.get(key) != recorded.get(key)
+    ]
+    if differ:
+        raise InputError(
+            f"--resume: {run_dir / LAST} belongs to another run than {run_dir / CONFIG_FILE}: "
+            f"{'; '.join(differ)}; put back the run's own {LAST}, or start a new run with another --out"
+        )
+
+
 def _open_run(request: TrainConfig, run_dir: Path) -> Resumed | None:
     """The recorded run on ``--resume`` (refusing changed settings); otherwise check ``run_dir`` is free."""
     if not request.resume:
@@ -175,6 +252,7 @@ def _open_run(request: TrainConfig, run_dir: Path) -> Resumed | None:
             )
         return None
     resumed = read_run(run_dir, request.arch)
+    _require_same_run(run_dir, resumed)
     conflicts = conflicts_with(request, resumed.config)
     if conflicts:
         raise InputError(
@@ -200,12 +278,14 @@ def resolve_settings(request: TrainConfig, topology: Topology) -> RunSettings:
     and starts no process group.
 
     Raises:
-        InputError: Unknown model or data set, a run directory that holds another run (or,
-            on ``--resume``, a run with other settings), options the model does not take, CUDA
+        InputError: Unknown model or data set, a seed, worker count or batch size out of range,
+            a run directory that holds another run (or, on ``--resume``, a run with other
+            settings, or a ``last.pt`` of another run), options the model does not take, CUDA
             asked for but unusable, a batch that does not divide over the processes, missing
             data, or a class count that differs from the data set's.
     """
     info = model_info(request.arch)
+    _check_numbers(request, topology)
     run_dir = request.out or Path("runs") / (
         f"{request.arch}-{request.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     )

@@ -155,7 +155,12 @@ def read_run(run_dir: Path, arch: str) -> Resumed:
         checkpoint = load_checkpoint(last)
     except CheckpointError as exc:
         raise InputError(f"--resume: {exc}") from None
-    if checkpoint.arch != arch or not checkpoint.train_state:
+    if checkpoint.arch != arch:
+        raise InputError(
+            f"--resume: {last} is a checkpoint of {checkpoint.arch!r} but {config_path} a run of {arch!r}; "
+            f"put back the run's own {LAST}, or start a new run with another --out"
+        )
+    if not checkpoint.train_state:
         raise InputError(f"--resume: {last} is not a resumable checkpoint of {arch!r}")
     saved = checkpoint.train_state.get("config", {})
     return Resumed(config=saved or config, checkpoint=checkpoint)

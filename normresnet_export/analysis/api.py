@@ -6,9 +6,12 @@ side on the same images) and :func:`analyze_spectrum` (one model's convolutions)
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from normresnet_export._io import check_output
 from normresnet_export.analysis.measure import (
     DEFAULT_TOLERANCE,
     SCHEMA_VERSION,
@@ -17,8 +20,16 @@ from normresnet_export.analysis.measure import (
     measure_gradnorm,
     measure_spectrum,
 )
-from normresnet_export.analysis.sources import load_analysed_model, load_batch
+from normresnet_export.analysis.plot import plot_gradnorm
+from normresnet_export.analysis.sources import (
+    check_batch_size,
+    check_input_size,
+    check_seed,
+    load_analysed_model,
+    load_batch,
+)
 from normresnet_export.errors import InputError
+from normresnet_export.limits import check_float
 
 
 def analyze_gradnorm(
@@ -28,6 +39,7 @@ def analyze_gradnorm(
     batch_size: int = 8,
     at_init: bool = False,
     seed: int = 0,
+    plot: str | os.PathLike[str] | None = None,
 ) -> list[GradnormReport]:
     """The gradient-norm ratios of every residual block of each model, on one batch each.
 
@@ -37,15 +49,24 @@ def analyze_gradnorm(
     Args:
         models: Architecture names (built at initialisation with ``seed``) or checkpoint paths.
         data: ``digits``, ``random`` or ``folder:DIR``.
-        batch_size: Samples in the batch (at least 2).
+        batch_size: Samples in the batch (2 to ``limits.MAX_BATCH``).
         at_init: Measure checkpoints' architectures freshly initialised instead of their weights.
         seed: Seed of the initialisation and of the random inputs.
+        plot: Write the chart (:func:`~normresnet_export.analysis.plot.plot_gradnorm`) here; the
+            path is checked before anything is measured, so a bad one fails at once.
 
     Raises:
-        InputError: No model, an unknown model or data kind, or a model without residual blocks.
+        InputError: No model, a batch size or seed out of range (checked before any model is
+            built), an unknown model or data kind, a model without residual blocks, or
+            a plot path refused by :func:`normresnet_export._io.check_output` (a missing
+            directory, a link, a non-file, one of the checkpoints).
     """
     if not models:
         raise InputError("give at least one MODEL (an architecture name or a checkpoint)")
+    check_batch_size(batch_size)  # every number, before a model is built
+    check_seed(seed)
+    if plot is not None:
+        check_output(plot, inputs=[spec for spec in models if Path(spec).is_file()])
     reports = []
     for spec in models:
         analysed = load_analysed_model(spec, seed=seed, at_init=at_init)
@@ -61,6 +82,8 @@ def analyze_gradnorm(
                 seed=seed,
             )
         )
+    if plot is not None:
+        plot_gradnorm(reports, plot)
     return reports
 
 
@@ -90,13 +113,16 @@ def analyze_spectrum(
         seed: Seed of the initialisation of an architecture name.
 
     Raises:
-        InputError: An unknown model or layer, or neither/both of ``layer`` and ``transitions``.
+        InputError: An unknown model or layer, neither/both of ``layer`` and ``transitions``, or a
+            number out of its range (sides 1 to ``MAX_INPUT_SIDE``, tolerance at least 0, seed).
     """
+    wanted = check_input_size(input_size)  # every number, before the model is built
+    if tolerance is not None:
+        check_float("--tolerance", tolerance, low=0.0, hint=f"the default is {DEFAULT_TOLERANCE:g}")
+    check_seed(seed)
     analysed = load_analysed_model(model, seed=seed)
     channels, *design = analysed.input_size
-    size = tuple(input_size) if input_size is not None else tuple(design)
-    if len(size) != 2 or min(size) < 1:
-        raise InputError(f"--input-size is H W (two positive integers), got {list(size)}")
+    size = wanted if wanted is not None else tuple(design)
     return measure_spectrum(
         analysed.model,
         (channels, *size),

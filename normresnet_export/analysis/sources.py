@@ -13,6 +13,7 @@ check`` reads them; ``random`` is seeded standard-normal inputs with seeded rand
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from torch import nn
 from normresnet_export.check.data import load_data
 from normresnet_export.checkpoint import load_checkpoint
 from normresnet_export.errors import InputError, UnknownModelError
+from normresnet_export.limits import MAX_BATCH, MAX_INPUT_SIDE, MAX_SEED, check_int
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
@@ -112,14 +114,56 @@ class Batch:
     targets: torch.Tensor
 
 
+def check_batch_size(batch_size: int) -> int:
+    """``batch_size`` if it is from 2 (BatchNorm in training mode needs two samples) to ``MAX_BATCH``.
+
+    Raises:
+        InputError: The range.
+    """
+    return check_int(
+        "--batch-size",
+        batch_size,
+        low=2,
+        high=MAX_BATCH,
+        hint="BatchNorm in training mode needs at least 2 samples",
+    )
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` if it is one NumPy, Python and torch all take (0 to ``MAX_SEED``).
+
+    Raises:
+        InputError: The range.
+    """
+    return check_int("--seed", seed, low=0, high=MAX_SEED)
+
+
+def check_input_size(input_size: Sequence[int] | None) -> tuple[int, int] | None:
+    """``input_size`` as ``(H, W)`` if it is two sides from 1 to ``MAX_INPUT_SIDE`` (``None``: the model's).
+
+    The spectrum is a singular value decomposition per frequency of the H×W grid, so the side
+    is bounded before the model is even built.
+
+    Raises:
+        InputError: Not two integers in the range.
+    """
+    if input_size is None:
+        return None
+    size = tuple(input_size)
+    if len(size) != 2:
+        raise InputError(f"--input-size is H W (two positive integers), got {list(size)}")
+    height, width = (check_int("each --input-size side", side, low=1, high=MAX_INPUT_SIDE) for side in size)
+    return height, width
+
+
 def load_batch(spec: str, model: AnalysedModel, *, batch_size: int, seed: int = 0) -> Batch:
     """One batch for ``model``: ``random`` (seeded), ``digits`` or ``folder:DIR``.
 
     Raises:
-        InputError: An unknown kind, a folder that is not one, or a batch size under 2.
+        InputError: An unknown kind, a folder that is not one, or a batch size out of range
+            (see :func:`check_batch_size`).
     """
-    if batch_size < 2:
-        raise InputError(f"--batch-size must be at least 2 (BatchNorm in training mode), got {batch_size}")
+    check_batch_size(batch_size)
     if spec == "random":
         generator = torch.Generator().manual_seed(seed)
         inputs = torch.randn(batch_size, *model.input_size, generator=generator)

@@ -18,6 +18,7 @@ from normresnet_export.compare import Deviation, deviation
 from normresnet_export.errors import InputError
 from normresnet_export.export.verify import reference_outputs
 from normresnet_export.runtime import Backend
+from normresnet_export.runtime.inputs import dims, fixed_batch, input_mismatch
 
 
 @dataclass
@@ -37,13 +38,33 @@ class Agreement:
 
 
 def require_comparable(backend: Backend, checkpoint: Checkpoint) -> None:
-    """Refuse an artefact of another input size or architecture than the checkpoint it is checked against."""
+    """Refuse an artefact that cannot be compared with the checkpoint, before anything runs.
+
+    The input the artefact declares (its graph's, for ONNX; so a foreign file is covered) must
+    take the checkpoint's inputs, its batch must not be fixed behind normexport's back (the
+    agreement and the timing run several batch sizes), and its architecture must be the
+    checkpoint's.
+
+    Raises:
+        InputError: Naming what the artefact takes and what the checkpoint gives.
+    """
     size = tuple(checkpoint.input_size)
-    shape = backend.metadata.input.shape if backend.metadata.input is not None else None
-    if shape and tuple(shape[1:]) != size:
+    mismatch = input_mismatch(backend, size)
+    if mismatch is not None:
+        fix = (
+            f"export it at the checkpoint's size; check compares at {dims(size)}"
+            if mismatch.size is not None
+            else "check feeds one float32 [N, C, H, W] image batch; export the checkpoint with normexport"
+        )
         raise InputError(
-            f"{backend.label} takes {'×'.join(map(str, shape[1:]))} inputs but the checkpoint "
-            f"{'×'.join(map(str, size))}; check compares at the checkpoint's size"
+            f"{backend.label} takes {mismatch.takes}, but the checkpoint takes float32 inputs of "
+            f"{dims(size)}; {fix}"
+        )
+    pinned = fixed_batch(backend)
+    if pinned is not None:
+        raise InputError(
+            f"{backend.label} takes batches of exactly {pinned} and records no normexport --static-batch; "
+            "check runs several batch sizes: export the checkpoint with normexport"
         )
     if backend.metadata.arch not in (None, checkpoint.arch):
         raise InputError(f"{backend.label} is a {backend.metadata.arch}, the checkpoint a {checkpoint.arch}")

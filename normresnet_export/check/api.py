@@ -6,12 +6,14 @@ import os
 from collections.abc import Callable, Sequence
 
 from normresnet_export.check.agreement import agreements, require_comparable
-from normresnet_export.check.data import load_data
-from normresnet_export.check.latency import measure_latency
+from normresnet_export.check.data import check_samples, load_data
+from normresnet_export.check.latency import check_timing, measure_latency
+from normresnet_export.check.plot import plot_throughput, prepare_plot
 from normresnet_export.check.report import CheckReport
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.runtime import open_model
+from normresnet_export.runtime.devices import check_threads
 
 #: Labels of the unfolded and folded eager backends in reports.
 UNFOLDED, FOLDED = "eager (unfolded)", "eager (folded)"
@@ -42,6 +44,8 @@ def check(
     repeats: int = 3,
     budget: float = 0.5,
     progress: Callable[[str, int, int], None] | None = None,
+    trust_code: bool = False,
+    plot: str | os.PathLike[str] | None = None,
 ) -> CheckReport:
     """Compare a checkpoint's deployment artefacts with it: agreement, accuracy and latency.
 
@@ -62,18 +66,29 @@ def check(
         repeats: Interleaved timing blocks per backend and batch size.
         budget: Seconds of timed calls per block.
         progress: Called as ``progress(stage, done, total)``.
+        trust_code: Load TorchScript and ``.pt2`` artefacts, which are programs (see
+            :func:`~normresnet_export.runtime.open_model`); without it they are refused.
+        plot: Write the throughput chart here (PNG) once timed; the path is checked first, so a
+            bad one fails before any work.
 
     Raises:
-        InputError: Bad data, batch sizes, or an artefact that does not match the checkpoint.
+        InputError: Bad data, batch sizes, or plot path, an artefact that does not match the
+            checkpoint, or a program artefact without ``trust_code``.
         DeviceError: The device cannot be used.
     """
-    if not batch_sizes or min(batch_sizes) < 1:
-        raise InputError(f"--batch-sizes must be positive integers, got {list(batch_sizes)}")
+    check_timing(batch_sizes, repeats=repeats, budget=budget)  # every number, before any work
+    check_threads(threads)
+    inputs = [checkpoint.path if isinstance(checkpoint, Checkpoint) else checkpoint, *exported]
+    if plot is not None:
+        if not latency:
+            raise InputError("--plot charts the timing; it cannot be used with --no-latency")
+        prepare_plot(plot, inputs=inputs)
     loaded = _reference(checkpoint)
+    check_samples(samples, loaded.input_size)
     options = {"device": device, "allow_cpu_fallback": allow_cpu_fallback, "threads": threads}
     reference = open_model(loaded, label=UNFOLDED, **options)
     folded = open_model(loaded, fold=True, label=FOLDED, **options)
-    artefacts = [open_model(path, **options) for path in exported]
+    artefacts = [open_model(path, trust_code=trust_code, **options) for path in exported]
     for artefact in artefacts:
         require_comparable(artefact, loaded)
     size = tuple(loaded.input_size)
@@ -105,4 +120,6 @@ def check(
             budget=budget,
             progress=progress,
         )
+        if plot is not None:
+            plot_throughput(report, plot, inputs=inputs)
     return report

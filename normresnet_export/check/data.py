@@ -6,6 +6,7 @@ prepare them, so a labelled source also measures task accuracy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,33 @@ from PIL import Image
 
 from normresnet_export.data import digits
 from normresnet_export.errors import InputError
+from normresnet_export.limits import check_int
 from normresnet_export.preprocess import Preprocessing, decode_image, image_files
 from normresnet_export.vocabulary import DATA_KINDS
 
-#: The kinds ``--data`` takes.
+#: The most bytes of float32 inputs ``--samples`` may ask for (2 GiB): 174,762 inputs of 3×32×32,
+#: 3,566 of 3×224×224. Random inputs are allocated whole; real images are decoded whole.
+MAX_INPUT_BYTES = 2**31
+
+
+def max_samples(input_size: Sequence[int]) -> int:
+    """The most inputs of ``input_size`` (C, H, W) that fit :data:`MAX_INPUT_BYTES` of float32."""
+    return max(1, MAX_INPUT_BYTES // (4 * math.prod(input_size)))
+
+
+def check_samples(samples: int, input_size: Sequence[int]) -> int:
+    """``samples`` if it is from 1 to :func:`max_samples` for inputs of ``input_size``.
+
+    Raises:
+        InputError: The range, and the input size it follows from.
+    """
+    return check_int(
+        "--samples",
+        samples,
+        low=1,
+        high=max_samples(input_size),
+        hint=f"the inputs ({'×'.join(map(str, input_size))} each) are held in memory, 2 GiB at most",
+    )
 
 
 @dataclass
@@ -76,10 +100,10 @@ def load_data(
     """The check data: ``random`` (seeded normal inputs), ``digits`` or ``folder:DIR``.
 
     Raises:
-        InputError: An unknown kind, or real images for a model that carries no preprocessing.
+        InputError: An unknown kind, ``samples`` out of range (see :func:`check_samples`), or real
+            images for a model that carries no preprocessing.
     """
-    if samples < 1:
-        raise InputError(f"--samples must be at least 1, got {samples}")
+    check_samples(samples, input_size)
     if spec == "random":
         generator = torch.Generator().manual_seed(0)
         return CheckData("random normal inputs", torch.randn(samples, *input_size, generator=generator))

@@ -61,7 +61,8 @@ def export(
     what it is about to write against the model (unless ``check=False``) and writes atomically.
 
     Raises:
-        InputError: Unknown format, or an option the format does not take.
+        InputError: Unknown format, an option the format does not take, or a number out of its
+            range (:func:`~normresnet_export.export.contract.check_options`).
         CheckFailedError: The export does not agree with the model (nothing is written).
     """
     if format not in _WRITERS:
@@ -84,6 +85,9 @@ def export(
     if refused:
         kind = "layout" if format in LAYOUTS else "format"
         raise InputError(f"{', '.join(refused)} does not apply to {kind} {format}{_why_not(format, refused)}")
+    contract.check_options(  # every number, before the checkpoint is loaded
+        opset=opset, static_batch=static_batch, max_batch_size=max_batch_size, input_size=input_size
+    )
     options: dict[str, Any] = {"check": check, **{k: v for k, v in given.items() if v is not None}}
     if "opset" in accepted:
         options.setdefault("opset", contract.DEFAULT_OPSET)

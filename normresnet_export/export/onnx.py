@@ -39,7 +39,7 @@ from normresnet_export.errors import InputError
 from normresnet_export.export import contract
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource, prepare
-from normresnet_export.export.verify import check_artefact, require
+from normresnet_export.export.verify import check_artefact, guard_output, require
 from normresnet_export.fold import DEEP_LAYERS
 from normresnet_export.metadata import ModelMetadata, OnnxRecord
 from normresnet_export.models import count_layers
@@ -68,12 +68,7 @@ def choose_exporter(model: nn.Module, requested: str, opset: int) -> tuple[str, 
     """(exporter, reason) for ``requested`` ("auto", "dynamo" or "torchscript")."""
     if requested not in EXPORTERS:
         raise InputError(f"unknown exporter {requested!r}; expected one of {', '.join(EXPORTERS)}")
-    newest = onnx.defs.onnx_opset_version()
-    if opset > newest:
-        raise InputError(
-            f"opset {opset} does not exist yet: the installed onnx {onnx.__version__} defines opsets up to "
-            f"{newest}; use --opset {contract.DEFAULT_OPSET} (the default) or lower than {newest + 1}"
-        )
+    contract.check_opset(opset)
     if requested == "dynamo" and opset < 18:
         raise InputError(
             f"the dynamo exporter writes opset 18 or later, not {opset}; use --exporter torchscript"
@@ -321,19 +316,20 @@ def export_onnx(
         exporter: ``"auto"``, ``"dynamo"`` or ``"torchscript"`` (see the module docstring).
 
     Raises:
-        InputError: Bad source, options or opset, or a file ONNX Runtime cannot load.
+        InputError: Bad source, options or opset, a file ONNX Runtime cannot load, or an output
+            refused by :func:`~normresnet_export.export.verify.guard_output`.
         CheckFailedError: The export does not agree with the model (nothing is written).
     """
     started = time.perf_counter()
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give the .onnx file to write")
+    removed = guard_output(source, path)
     prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
     proto, details = build(prepared, opset=opset, static_batch=static_batch, exporter=exporter)
-    with staging_directory(path.parent) as staging:
+    with staging_directory(path.parent, path.name) as staging:
         staged = save(proto, staging / path.name)
         result = check_staged(staged[-1], prepared, details, check=check)
         details["files"] = [str(commit(file, path.parent / file.name)) for file in staged]
+    details["removed_stale"] = removed
     return ExportResult(
         path=path,
         format="onnx",

@@ -6,6 +6,7 @@ it in Python; AOTInductor and ExecuTorch compile it further.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from collections.abc import Callable
@@ -66,7 +67,7 @@ def export_pt2(
         path,
         format="pt2",
         serialise=_serialiser(static_batch),
-        load=load_pt2,
+        load=functools.partial(load_pt2, trust_code=True),  # the bytes just made: our own program
         runtime=f"torch {torch.__version__} (torch.export)",
         what="the torch.export export",
         batches=contract.CHECK_BATCHES if static_batch is None else (static_batch,),

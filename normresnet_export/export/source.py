@@ -106,9 +106,12 @@ def prepare(
         fp16: Convert weights and compute to float16, keeping float32 input and output.
 
     Raises:
-        InputError: Bad source or size, or weights that overflow float16.
+        InputError: Bad source, a size that is not H W (or C H W) with sides from 1 to
+            ``limits.MAX_INPUT_SIDE``, or weights that overflow float16.
         CheckFailedError: The fold's own check failed.
     """
+    if input_size is not None:
+        input_size = contract.check_input_size(input_size)  # before the checkpoint is loaded
     checkpoint = _checkpoint(source)
     model = checkpoint.model if checkpoint is not None else source
     if model.training:
@@ -119,8 +122,6 @@ def prepare(
     if input_size is not None:
         size = tuple(int(v) for v in input_size)
         size = size if len(size) == 3 else (native[0], *size)
-        if len(size) != 3 or min(size) < 1:
-            raise InputError(f"input size must be H W (or C H W), got {list(input_size)}")
     else:
         size = native
     if size != native:

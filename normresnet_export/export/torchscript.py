@@ -8,6 +8,7 @@ Traces are batch-polymorphic: the example batch only seeds the trace.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import warnings
@@ -53,7 +54,7 @@ def export_torchscript(
         path,
         format="torchscript",
         serialise=_serialise,
-        load=load_torchscript,
+        load=functools.partial(load_torchscript, trust_code=True),  # the bytes just made: our own program
         runtime=f"torch {torch.__version__} (TorchScript)",
         what="the TorchScript export",
         details={"frozen": True},

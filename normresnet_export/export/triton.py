@@ -18,13 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from normresnet_export._io import commit, staging_directory
+from normresnet_export._io import check_output, commit, remove_stale, staging_directory
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.export import contract
 from normresnet_export.export.onnx import build, check_staged, read_metadata, save
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource, prepare
+from normresnet_export.export.verify import input_files
 
 INSTANCE_KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU")
 
@@ -87,12 +88,21 @@ def validate_config(text: str) -> str:
     return "parsed against tritonclient's model_config_pb2.ModelConfig"
 
 
-def _check_repository(repository: Path, name: str) -> None:
-    """A Triton repository holds only model directories (each with a config.pbtxt); refuse anything else."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise InputError(f"a Triton model name is letters, digits, '_', '.' and '-', got {name!r}")
-    if repository.exists() and not repository.is_dir():
-        raise InputError(f"{repository} is a file; a Triton model repository is a directory")
+def _check_name(name: str) -> None:
+    """A Triton model name is a plain directory name (not hidden: loaders skip hidden names)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", name):
+        raise InputError(
+            f"a Triton model name is letters, digits, '_', '.' and '-', not starting with '.', got {name!r}"
+        )
+
+
+def _check_repository(repository: Path) -> None:
+    """A Triton repository holds only model directories (each with a config.pbtxt); refuse anything else.
+
+    Refused before any work: a link, a file, a directory in a missing parent, or a directory
+    holding anything but model directories (hidden entries, staging areas among them, aside).
+    """
+    check_output(repository, directory=True)
     if not repository.is_dir():
         return
     strangers = [
@@ -127,7 +137,7 @@ def export_triton(
 
     Args:
         source: A checkpoint, its path, or an eval-mode module (with ``input_size``).
-        repository: The model repository directory (created if missing).
+        repository: The model repository directory (created if missing; its parent must exist).
         name: The model's name in the repository; default its arch.
         max_batch_size: Largest batch Triton forms from queued requests.
         instances: Model instances (copies) Triton runs.
@@ -146,9 +156,17 @@ def export_triton(
         raise InputError("max_batch_size and instances must be at least 1, max_queue_delay_us at least 0")
     if instance_kind not in INSTANCE_KINDS:
         raise InputError(f"instance_kind must be one of {', '.join(INSTANCE_KINDS)}, got {instance_kind!r}")
+    if name is not None:
+        _check_name(name)
+    _check_repository(repository)
+    removed = remove_stale(repository)
     prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
     model_name = name or prepared.name
-    _check_repository(repository, model_name)
+    _check_name(model_name)
+    # The model directory is replaced as a whole: the checkpoint being exported may not lie in it.
+    # (A repository that does not exist yet is created below and holds nothing.)
+    if repository.is_dir():
+        check_output(repository / model_name, inputs=input_files(source), directory=True)
     proto, details = build(prepared, opset=opset, static_batch=None, exporter=exporter)
     config = render_config(
         model_name,
@@ -159,13 +177,15 @@ def export_triton(
         max_queue_delay_us=max_queue_delay_us,
     )
     details["config_schema"] = validate_config(config)
-    with staging_directory(repository) as staging:
+    with staging_directory(repository, model_name, create=True) as staging:
         (staging / "1").mkdir()
         graph = save(proto, staging / "1" / "model.onnx")[-1]
         (staging / "config.pbtxt").write_text(config)
         result = check_staged(graph, prepared, details, check=check)
         model_dir = commit(staging, repository / model_name)
-    details.update({"repository": str(repository), "model": model_name, "config": config})
+    details.update(
+        {"repository": str(repository), "model": model_name, "config": config, "removed_stale": removed}
+    )
     return ExportResult(
         path=model_dir,
         format="triton",

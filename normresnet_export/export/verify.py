@@ -1,7 +1,8 @@
 """The post-export check: run what was written and compare it with the unfolded model.
 
 :func:`export_one_file` is the whole of a one-file export (TorchScript, ``.pt2``) around that
-check; the ONNX and Triton exporters stage several files and call the check themselves.
+check; the ONNX and Triton exporters stage several files and call the check themselves. Every
+exporter starts with :func:`guard_output`, so a bad output path fails before any work.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from normresnet_export._io import atomic_write
+from normresnet_export._io import atomic_write, check_output, remove_stale
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.compare import deviation, run_outputs
 from normresnet_export.errors import CheckFailedError
@@ -83,6 +84,39 @@ def require(check: ExportCheck, what: str) -> None:
         )
 
 
+def input_files(source: Checkpoint | str | os.PathLike[str] | nn.Module) -> list[Path]:
+    """The files an export reads: the checkpoint file (none for a bare module or a built checkpoint)."""
+    if isinstance(source, (str, os.PathLike)):
+        return [Path(source)]
+    if isinstance(source, Checkpoint) and source.path is not None:
+        return [Path(source.path)]
+    return []
+
+
+def guard_output(
+    source: Checkpoint | str | os.PathLike[str] | nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    directory: bool = False,
+) -> list[str]:
+    """Refuse an output that writing would damage, before any work; clear killed exports' leftovers.
+
+    The output may not be the checkpoint being exported (``export m.pt -f torchscript -o m.pt``
+    would replace the checkpoint with a program), a link, a device or other non-file (for a
+    directory output: a non-directory), nor lie in a missing directory; see
+    :func:`~normresnet_export._io.check_output`. Staging files that killed exports left where the
+    output goes are removed (and reported).
+
+    Returns:
+        The leftovers removed, for the result's ``details["removed_stale"]``.
+
+    Raises:
+        InputError: The output is refused.
+    """
+    target = check_output(path, inputs=input_files(source), directory=directory)
+    return remove_stale(target if directory else target.parent)
+
+
 def export_one_file(
     source: Checkpoint | str | os.PathLike[str] | nn.Module,
     path: str | os.PathLike[str],
@@ -119,10 +153,11 @@ def export_one_file(
         check: Compare with the model before writing (default).
 
     Raises:
-        InputError: Bad source or options.
+        InputError: Bad source or options, or an output refused by :func:`guard_output`.
         ExportCheckError: The artefact disagrees with the model; nothing is written.
     """
     started = time.perf_counter()
+    removed = guard_output(source, path)
     prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
     data = serialise(prepared)
     loaded, metadata = load(data)
@@ -130,13 +165,13 @@ def export_one_file(
     if check:
         result = check_artefact(loaded, prepared, batches=batches, runtime=runtime)
         require(result, what)
-    with atomic_write(Path(path)) as handle:
+    with atomic_write(Path(path), inputs=input_files(source)) as handle:
         handle.write(data)
     return ExportResult(
         path=Path(path),
         format=format,
         metadata=metadata.to_dict(),
         check=result,
-        details={**(details or {}), "bytes": len(data)},
+        details={**(details or {}), "bytes": len(data), "removed_stale": removed},
         seconds=time.perf_counter() - started,
     )

@@ -16,6 +16,9 @@ from typing import Any
 
 import torch
 
+#: The ``format`` field of a normexport checkpoint (``checkpoint.FORMAT``; spelled here, below it).
+NORMEXPORT_FORMAT = "normexport.checkpoint"
+
 #: Class paths pickled by the tau-ResNet training scripts (the whole model object is saved).
 TAU_RESNET_CLASSES = frozenset(
     {
@@ -39,10 +42,12 @@ class Recognised:
         description: Human description, e.g. "a LeNo main.py checkpoint (arch 'lenoresnet')".
         sources: The ``--from`` values that can import it; empty when none can, several
             when the layout is ambiguous (a torchvision-named ResNet-50, say).
+        native: It is a normexport checkpoint already (nothing to import).
     """
 
     description: str
     sources: tuple[str, ...] = ()
+    native: bool = False
 
     def import_hint(self, path: str) -> str:
         """The command that imports the file, or what to do when nothing can."""
@@ -53,9 +58,20 @@ class Recognised:
         return f"import it with `normexport import {path} --from {{{','.join(self.sources)}}} -o OUT.pt`"
 
 
-def strip_module_prefix(keys: Iterable[str]) -> list[str]:
-    """Keys without the ``module.`` prefix that DataParallel/DDP wrappers add."""
-    return [k[len("module.") :] if k.startswith("module.") else k for k in keys]
+def shown(value: Any, limit: int = 60) -> str:
+    """A value from a file, quoted for a one-line message: escaped, and cut at ``limit`` characters.
+
+    Names and keys come from the file, so they may hold newlines, terminal escapes or megabytes.
+    """
+    text = value if isinstance(value, str) else f"<{type(value).__name__}>"
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def strip_module_prefix(keys: Iterable[Any]) -> list[str]:
+    """Keys without the ``module.`` prefix that DataParallel/DDP wrappers add (others as text)."""
+    names = [k if isinstance(k, str) else shown(k) for k in keys]
+    return [k[len("module.") :] if k.startswith("module.") else k for k in names]
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -98,24 +114,37 @@ def recognise_state_dict(state_dict: Mapping[str, Any]) -> Recognised:
                 ("torchvision", "leno", "tau-resnet"),
             )
         return Recognised("a tau-ResNet CIFAR state_dict (with BatchNorm)", ("tau-resnet",))
-    sample = ", ".join(sorted(keys)[:4])
+    sample = ", ".join(shown(k) for k in sorted(keys)[:4])
     return Recognised(
         f"a state_dict of {len(keys)} tensors not from a known model family (keys: {sample}, …)"
     )
 
 
+def recognise_safetensors(tensors: Mapping[str, Any], header: Mapping[str, str]) -> Recognised:
+    """Recognise a safetensors file by its header metadata, else by its tensors' names."""
+    if header.get("format") == NORMEXPORT_FORMAT:
+        return Recognised("a normexport checkpoint (safetensors)", native=True)
+    return recognise_state_dict(tensors)
+
+
 def recognise(obj: Any) -> Recognised:
     """Recognise a loaded checkpoint object (the value ``torch.load`` returned)."""
     if isinstance(obj, Mapping):
-        if obj.get("format") == "normexport.checkpoint":
-            return Recognised("a normexport checkpoint")
+        if obj.get("format") == NORMEXPORT_FORMAT:
+            return Recognised("a normexport checkpoint", native=True)
         if {"net", "acc", "epoch"} <= obj.keys() and _is_tensor_dict(obj["net"]):
+            # ProcResNet_PyTorch's main.py and tau-ResNet's scripts both write this dict: the weights tell.
             inner = recognise_state_dict(obj["net"])
+            if "tau-resnet" in inner.sources:
+                return Recognised(
+                    f"a tau-ResNet training checkpoint with a state_dict ({inner.description})",
+                    ("tau-resnet",),
+                )
             return Recognised(
                 f"a ProcResNet_PyTorch main.py checkpoint ({inner.description})", ("procresnet",)
             )
         if {"state_dict", "arch"} <= obj.keys():
-            return Recognised(f"a LeNo main.py checkpoint (arch {obj['arch']!r})", ("leno",))
+            return Recognised(f"a LeNo main.py checkpoint (arch '{shown(obj['arch'])}')", ("leno",))
         if "model" in obj and _is_tensor_dict(obj["model"]) and {"optimizer", "epoch", "step"} & obj.keys():
             inner = recognise_state_dict(obj["model"])
             return Recognised(
@@ -126,7 +155,7 @@ def recognise(obj: Any) -> Recognised:
             return Recognised(f"a DiracNet functional checkpoint ({layout})", ("diracnet",))
         if _is_tensor_dict(obj):
             return recognise_state_dict(obj)
-        keys = ", ".join(map(repr, list(obj)[:6]))
+        keys = ", ".join(f"'{shown(k)}'" for k in list(obj)[:6])
         return Recognised(f"a dict with keys {keys} that no known format uses")
     if isinstance(obj, torch.Tensor):
         return Recognised(f"a single tensor of shape {list(obj.shape)}")
@@ -138,5 +167,5 @@ def recognise_unsafe_globals(globals_: Iterable[str]) -> Recognised:
     names = sorted(set(globals_))
     if names and set(names) & TAU_RESNET_CLASSES:
         return Recognised("a tau-ResNet training checkpoint (a pickled model object)", ("tau-resnet",))
-    shown = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-    return Recognised(f"a pickle of Python objects ({shown})")
+    listed = ", ".join(shown(name) for name in names[:5]) + (", …" if len(names) > 5 else "")
+    return Recognised(f"a pickle of Python objects ({listed})")

@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from normresnet_export.checkpoint import Checkpoint, describe_mismatch, model_shapes
-from normresnet_export.errors import CheckpointError, InputError
+from normresnet_export.errors import CheckpointError, InputError, NormexportError
 from normresnet_export.files.reading import PickledObjectsError, read_file
-from normresnet_export.files.recognise import Recognised, recognise, recognise_state_dict
+from normresnet_export.files.recognise import Recognised, recognise, recognise_safetensors
 from normresnet_export.files.safe_pickle import load_restricted
+from normresnet_export.files.torch_layout import first_line
 from normresnet_export.interop import diracnet, leno, procresnet, tau_resnet, torch_resnet, torchvision
 from normresnet_export.interop._common import Imported
 from normresnet_export.models import create_model, model_info
@@ -41,21 +42,26 @@ SOURCES: dict[str, Reader] = {
 }
 
 
-def _read(path: Path) -> tuple[Any, Recognised]:
+def _read(path: Path, max_bytes: int | None) -> tuple[Any, Recognised]:
     """The file's content, read safely, and what produced it."""
     try:
-        obj, header = read_file(path)
+        obj, header = read_file(path, max_bytes=max_bytes)
     except PickledObjectsError as exc:
         if "tau-resnet" not in exc.recognised.sources:
             raise
-        obj = load_restricted(path)  # refuses anything outside the scripts' classes
+        obj = load_restricted(path, max_bytes=max_bytes)  # refuses anything outside the scripts' classes
         return obj, exc.recognised
-    if header is not None:  # safetensors: a plain state_dict
-        return obj, recognise_state_dict(obj)
+    if header is not None:  # safetensors: a plain state_dict, or one of ours
+        return obj, recognise_safetensors(obj, header)
     return obj, recognise(obj)
 
 
 def _source(source: str | None, seen: Recognised, path: Path) -> str:
+    if seen.native:  # no --from can help: there is nothing to import
+        raise InputError(
+            f"{path} is already {seen.description}: use it directly (export, check, predict and fold "
+            "read it as it is); import is for the research codes' and torchvision's files"
+        )
     if source is not None:
         if source not in SOURCES:
             raise InputError(f"unknown --from {source!r}; expected one of {', '.join(SOURCES)}")
@@ -86,7 +92,12 @@ def _load_weights(model: torch.nn.Module, imported: Imported, path: Path, keep_h
         raise InputError(f"{path}: the tensors do not fit {imported.arch} ({problem})")
     if not keep_half:
         state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state.items()}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # tensors of the right shape that cannot be copied (meta, sparse, …)
+        raise CheckpointError(
+            f"{path}: the tensors do not load into {imported.arch} ({first_line(exc)})"
+        ) from None
     if keep_half and any(v.dtype == torch.float16 for v in imported.state_dict.values()):
         model.half()
 
@@ -98,6 +109,7 @@ def import_checkpoint(
     arch: str | None = None,
     num_classes: int | None = None,
     keep_half: bool = False,
+    max_bytes: int | None = None,
     **model_kwargs: Any,
 ) -> Checkpoint:
     """Read a checkpoint written by one of the five research codes or by torchvision.
@@ -108,6 +120,8 @@ def import_checkpoint(
         arch: The registered model to load into; inferred from the file when omitted.
         num_classes: Checked against the file's classifier when given.
         keep_half: Keep float16 tensors in float16 (default: convert to float32).
+        max_bytes: The cap on the memory the file's tensors may take (default 8 GiB, or the
+            environment variable ``NORMEXPORT_MAX_CHECKPOINT_BYTES``), checked before they are read.
         **model_kwargs: Other builder keywords (e.g. ``tau`` where the file does not record it).
 
     Returns:
@@ -115,23 +129,35 @@ def import_checkpoint(
         in eval mode, with the preprocessing of the script that trained it.
 
     Raises:
-        CheckpointError: Missing, damaged, or unsafe file.
-        InputError: Unknown or ambiguous source, contradicting options, tensors that do not fit.
+        CheckpointError: Missing, damaged, oversized or unsafe file.
+        InputError: Unknown or ambiguous source, contradicting options, tensors that do not fit,
+            or a normexport checkpoint (which needs no import).
     """
     path = Path(src)
-    obj, seen = _read(path)
+    obj, seen = _read(path, max_bytes)
     chosen = _source(source, seen, path)
     explicit = {**model_kwargs, "num_classes": num_classes}
     try:
         imported = SOURCES[chosen](obj, path, arch=arch, model_kwargs=explicit)
-    except (KeyError, IndexError, AttributeError) as exc:  # a required tensor is missing from the file
+    except NormexportError:
+        raise
+    except (KeyError, IndexError) as exc:  # a required tensor is missing from the file
         raise CheckpointError(f"{path} is not a complete {chosen} checkpoint (missing {exc})") from None
+    except (AttributeError, TypeError, ValueError, RuntimeError) as exc:  # an entry of the wrong kind
+        raise CheckpointError(f"{path} is not a readable {chosen} checkpoint ({first_line(exc)})") from None
     extra = {k: v for k, v in model_kwargs.items() if k not in imported.model_kwargs}
     kwargs = model_info(imported.arch).resolve_kwargs(**{**extra, **imported.model_kwargs})
-    if imported.folded:
-        model = model_shapes(imported.arch, kwargs, folded=True).to_empty(device="cpu")
-    else:
-        model = create_model(imported.arch, **kwargs)
+    try:
+        if imported.folded:
+            model = model_shapes(imported.arch, kwargs, folded=True).to_empty(device="cpu")
+        else:
+            model = create_model(imported.arch, **kwargs)
+    except NormexportError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError) as exc:  # what the file says
+        raise CheckpointError(
+            f"{path}: what the file records ({kwargs}) does not build {imported.arch} ({first_line(exc)})"
+        ) from None
     _load_weights(model, imported, path, keep_half)
     return Checkpoint(
         model=model.eval(),

@@ -1,7 +1,9 @@
 """Import tau-ResNet checkpoints: pickled model objects (read safely) or plain state_dicts.
 
 The training scripts save ``{"net": model object, "acc", "epoch", "rng_state"}`` as
-``<arch>_<sess>_tau<tau>_<seed>.ckpt``. The model object is read by
+``<arch>_<sess>_tau<tau>_<seed>.ckpt``; a bare model object (``torch.save(net)``), a
+``{"net": state_dict}`` dict and a plain state_dict are read too, in the zip layout and in the
+legacy one that the scripts' PyTorch 1.0 wrote. The model object is read by
 :mod:`~normresnet_export.files.safe_pickle` without importing the scripts' classes. The BN
 variant keeps tau only as a plain attribute, found on the pickled model and every block, and
 in the file name; the no-BN variant has it as a parameter.
@@ -16,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from normresnet_export.errors import InputError
+from normresnet_export.errors import CheckpointError, InputError
 from normresnet_export.files.safe_pickle import flatten, is_stand_in
 from normresnet_export.interop._common import (
     Imported,
@@ -66,15 +68,25 @@ def _tau(path: Path, recorded: float | None, explicit: Any) -> float:
     return float(value)
 
 
+def _model_state(net: Any, path: Path) -> tuple[dict[str, Any], float | None]:
+    """A pickled model's state_dict and the tau its modules record (``None`` when they do not)."""
+    try:
+        state, attributes = flatten(net)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    return state, _agreeing(attributes.get("tau", []), str(path))
+
+
 def read(obj: Any, path: Path, *, arch: str | None, model_kwargs: dict[str, Any]) -> Imported:
-    """A tau-ResNet training checkpoint (pickled model) or state_dict."""
+    """A tau-ResNet training checkpoint (pickled model), a bare pickled model, or a state_dict."""
     metrics: dict[str, Any] = {}
     recorded: float | None = None
-    if isinstance(obj, Mapping) and "net" in obj:
+    if is_stand_in(obj):  # torch.save(net)
+        state, recorded = _model_state(obj, path)
+    elif isinstance(obj, Mapping) and "net" in obj:
         net = obj["net"]
         if is_stand_in(net):
-            state, attributes = flatten(net)
-            recorded = _agreeing(attributes.get("tau", []), str(path))
+            state, recorded = _model_state(net, path)
         else:
             state = tensor_dict(net, "the 'net' entry (a model or a state_dict)")
         metrics = recorded_metrics(obj, {"top1": "acc", "epoch": "epoch"})

@@ -19,11 +19,10 @@ import difflib
 import fnmatch
 import functools
 import inspect
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union
 
 import torch
 from torch import nn
@@ -31,6 +30,7 @@ from torch import nn
 from normresnet_export.errors import InputError, UnknownModelError
 from normresnet_export.models._catalogue_file import load_catalogue
 from normresnet_export.models._counting import count_layers, count_parameters
+from normresnet_export.models._keywords import accepts, describe, keyword_types, parse_value
 
 Dataset = Literal["cifar", "imagenet"]
 
@@ -91,10 +91,12 @@ class ModelInfo:
         """Return the complete keyword set the builder will see: defaults overridden by ``kwargs``.
 
         Checkpoints store this resolved set, so a model rebuilds identically even if a
-        default (say, the paper's rule for tau) changes in a later version.
+        default (say, the paper's rule for tau) changes in a later version. Each value must be
+        of the type the builder annotates; text is parsed as ``--model-arg`` parses it (so the
+        string ``"False"`` a file may hold is ``False``, not a truthy string).
 
         Raises:
-            InputError: A keyword the builder does not accept.
+            InputError: A keyword the builder does not accept, or a value not of its type.
         """
         accepted = self.default_kwargs
         unknown = sorted(set(kwargs) - set(accepted))
@@ -103,7 +105,24 @@ class ModelInfo:
                 f"model {self.name!r} does not accept {', '.join(map(repr, unknown))}; "
                 f"accepted keywords: {', '.join(sorted(accepted))}"
             )
-        return {**accepted, **kwargs}
+        kinds = keyword_types(self.builder)
+        typed = {key: self._typed(key, value, kinds[key]) for key, value in kwargs.items()}
+        return {**accepted, **typed}
+
+    def _typed(self, key: str, value: Any, kind: Any) -> Any:
+        """``value`` if it is of type ``kind``; text parsed as ``--model-arg`` parses it; else an error."""
+        if accepts(value, kind):
+            return value
+        if isinstance(value, str):  # e.g. the "False" a file written before keywords were typed holds
+            try:
+                parsed = parse_value(value, kind)
+            except ValueError:
+                parsed = value
+            if accepts(parsed, kind):
+                return parsed
+        raise InputError(
+            f"model {self.name!r}: {key} takes {describe(kind)}, got {value!r:.80} ({type(value).__name__})"
+        )
 
     def parameter_count(self, **kwargs: Any) -> int:
         """Number of learnable parameters (shared ones once), for these keywords."""
@@ -194,25 +213,62 @@ def _check_name(name: str) -> str:
     return name
 
 
-def parse_model_args(pairs: list[str] | None) -> dict[str, Any]:
+def parse_model_args(pairs: list[str] | None, *, arch: str | None = None) -> dict[str, Any]:
     """``["tau=0.3", "shortcut=A"]`` as ``{"tau": 0.3, "shortcut": "A"}`` (CLI ``--model-arg``).
 
-    Values that read as JSON (numbers, ``true``/``false``, ``null``) become those; anything
-    else stays a string.
+    Each value is parsed as the builder's annotation says (``zero_init_residual=False`` is
+    ``False``, not the truthy string ``"False"``; ``true``/``false``, ``1``/``0``, ``yes``/``no``
+    for a bool; ``none`` for an optional keyword). Without ``arch`` (``import`` infers it from the
+    file) a key is parsed as the registered builders that take it annotate it.
+
+    Args:
+        pairs: ``KEY=VALUE`` items.
+        arch: The model they are for; ``None``: any registered model.
 
     Raises:
-        InputError: An item without ``=``.
+        UnknownModelError: ``arch`` is not registered.
+        InputError: An item without ``=``, a key given twice, a key the builder (or, without
+            ``arch``, every builder) does not take (the valid keys are listed), or a value that
+            does not parse as the keyword's type (what it takes is said).
     """
+    defaults: dict[str, Any] = {}
+    if arch is not None:
+        info = model_info(arch)
+        kinds, defaults = keyword_types(info.builder), info.default_kwargs
+        whose = f"{arch} takes"
+    else:
+        kinds = _registry_keyword_types()
+        whose = "the registered models take"
     parsed: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
+        key = key.strip()
         if not sep or not key:
-            raise InputError(f"--model-arg takes KEY=VALUE, got {pair!r}")
+            raise InputError(f"--model-arg takes KEY=VALUE, e.g. shortcut=A; got {pair!r}")
+        if key in parsed:
+            raise InputError(f"--model-arg {key} is given twice; give each keyword once")
+        if key not in kinds:
+            close = difflib.get_close_matches(key, list(kinds), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise InputError(f"--model-arg {key}: no such keyword; {hint}{whose} {', '.join(sorted(kinds))}")
         try:
-            parsed[key] = json.loads(text)
-        except json.JSONDecodeError:
-            parsed[key] = text
+            parsed[key] = parse_value(text, kinds[key])
+        except ValueError:
+            default = f" ({arch}'s default: {key}={defaults[key]!r})" if key in defaults else ""
+            raise InputError(
+                f"--model-arg {key}={text!r:.80}: {key} takes {describe(kinds[key])}{default}"
+            ) from None
     return parsed
+
+
+def _registry_keyword_types() -> dict[str, Any]:
+    """Every keyword any registered builder takes, typed as they annotate it (a union where they differ)."""
+    found: dict[str, list[Any]] = {}
+    for info in _REGISTRY.values():
+        for key, kind in keyword_types(info.builder).items():
+            if kind not in found.setdefault(key, []):
+                found[key].append(kind)
+    return {key: kinds[0] if len(kinds) == 1 else Union[tuple(kinds)] for key, kinds in found.items()}  # noqa: UP007
 
 
 def _natural_key(name: str) -> list[Any]:
@@ -283,7 +339,13 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
     info = model_info(name)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
-    return info.builder(**info.resolve_kwargs(**kwargs))
+    resolved = info.resolve_kwargs(**kwargs)
+    try:
+        return info.builder(**resolved)
+    except (ValueError, TypeError) as exc:  # a value the layers refuse (torch's Dropout(p=5), …)
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise InputError(f"model {name!r} cannot be built with {given or 'its defaults'}: {reason}") from None
 
 
 def meta_counts(name: str, resolved_kwargs: dict[str, Any]) -> tuple[int, int]:

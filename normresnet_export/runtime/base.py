@@ -10,7 +10,7 @@ GPU number.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,6 +22,19 @@ from normresnet_export.preprocess import Preprocessing
 
 class DeviceError(InputError):
     """The requested device cannot be used (no GPU, missing CUDA libraries, a CPU-only runtime)."""
+
+
+class OutputError(InputError):
+    """A model whose outputs cannot be read as class scores: not finite, or not one per label."""
+
+
+def _declared_classes(metadata: ModelMetadata) -> int | None:
+    """How many classes the model's record says it returns (its output shape, else ``num_classes``)."""
+    shape = metadata.output.shape if metadata.output is not None else None
+    if shape and len(shape) == 2 and isinstance(shape[1], int):
+        return shape[1]
+    classes = (metadata.model_kwargs or {}).get("num_classes")
+    return classes if isinstance(classes, int) and not isinstance(classes, bool) and classes > 0 else None
 
 
 class Backend(ABC):
@@ -76,6 +89,49 @@ class Backend(ABC):
         output stays there (ONNX Runtime I/O binding, a CUDA tensor for torch), so the timer
         measures compute, not host-device copies. On CPU both are the same.
         """
+
+    def check_labels(self, classes: int | None = None) -> None:
+        """Refuse a model whose labels are not one per output class.
+
+        Called when a backend is opened (with the width its graph declares, or the record's
+        ``num_classes``) and on every output: a model whose labels are too few or too many would
+        otherwise name some classes and number the others, or name them wrongly.
+
+        Args:
+            classes: The output width; ``None``: what the model's record declares.
+
+        Raises:
+            OutputError: The labels do not match, naming both counts.
+        """
+        labels = self.metadata.labels
+        classes = _declared_classes(self.metadata) if classes is None else classes
+        if labels is not None and classes is not None and len(labels) != classes:
+            raise OutputError(
+                f"{self.label}: the model carries {len(labels)} labels but returns {classes} classes; "
+                "re-export it from a checkpoint with one label per class (or none)"
+            )
+
+    def check_outputs(self, logits: torch.Tensor, names: Sequence[str] | None = None) -> torch.Tensor:
+        """``logits`` when they can be read as class scores; otherwise a one-line error.
+
+        A NaN or inf logit makes every probability of its row NaN, and a table of ``nan`` is
+        not an answer: the weights are damaged (a diverged training exported) or a float16
+        model overflows. The error names the inputs affected, by ``names`` or by position.
+
+        Raises:
+            OutputError: A non-finite value, or an output width that does not match the labels.
+        """
+        self.check_labels(logits.shape[1] if logits.dim() == 2 else None)
+        bad = (~torch.isfinite(logits.reshape(len(logits), -1))).any(dim=1).nonzero().flatten().tolist()
+        if bad:
+            which = [names[i] for i in bad] if names is not None else [f"input {i}" for i in bad]
+            shown = ", ".join(which[:3]) + (", …" if len(which) > 3 else "")
+            raise OutputError(
+                f"{self.label} returned non-finite scores (NaN or inf) for {len(bad)} of {len(logits)} "
+                f"inputs ({shown}); its weights are not finite or its {self.precision} compute "
+                "overflows: export it again from a finite float32 checkpoint"
+            )
+        return logits
 
     @property
     def preprocessing(self) -> Preprocessing | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from normresnet_export.limits import THREADS_PER_CORE, check_int, thread_limit, usable_cores
 from normresnet_export.runtime.base import DeviceError
 from normresnet_export.vocabulary import DEVICES
 
@@ -24,6 +25,29 @@ def check_device_name(device: str) -> str:
     if device not in DEVICES:
         raise DeviceError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     return device
+
+
+def check_threads(threads: int | None, *, option: str = "--threads") -> int | None:
+    """``threads`` if it is ``None`` (the runtime's choice) or from 1 to the CPU's thread limit.
+
+    The bound is what a CPU can use (four threads per core this process may run on): past it
+    more threads only contend, and far past it the runtimes break instead of refusing (100,000
+    torch threads crashed the process, as many ONNX Runtime threads took minutes to start).
+
+    Args:
+        threads: CPU threads asked for.
+        option: Its name in the message (``--threads``, or ``--workers`` for decoding threads).
+
+    Raises:
+        InputError: Not an integer in the range; the message gives the range and the core count.
+    """
+    if threads is None:
+        return None
+    hint = (
+        f"this process may use {usable_cores()} cores, {THREADS_PER_CORE} threads each at most; "
+        "leave it out for the default"
+    )
+    return check_int(option, threads, low=1, high=thread_limit(), hint=hint)
 
 
 def no_gpu_reason() -> str | None:

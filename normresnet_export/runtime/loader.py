@@ -13,28 +13,41 @@ from pathlib import Path
 
 from torch import nn
 
+from normresnet_export._io import is_staging_name
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.files.reading import sniff, zip_kind
-from normresnet_export.metadata import ModelMetadata, load_pt2, load_torchscript
+from normresnet_export.metadata import PROGRAM_KINDS, ModelMetadata, load_pt2, load_torchscript, require_trust
 from normresnet_export.precision import Float16Model
 from normresnet_export.runtime.base import Backend
-from normresnet_export.runtime.devices import check_device_name, torch_device
+from normresnet_export.runtime.devices import check_device_name, check_threads, torch_device
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
 from normresnet_export.runtime.torch_backend import TorchBackend
 
 
+def _visible(directory: Path) -> list[Path]:
+    """The entries of ``directory`` that can be outputs: not hidden, so never a staging area.
+
+    An export that was killed half-way leaves a complete-looking model in a hidden staging
+    directory; serving it would run a model nobody finished writing or checking.
+    """
+    return sorted(entry for entry in directory.iterdir() if not entry.name.startswith("."))
+
+
 def triton_model_file(directory: Path) -> Path:
-    """The ``model.onnx`` of a Triton model directory's newest version (or of a one-model repository)."""
+    """The ``model.onnx`` of a Triton model directory's newest version (or of a one-model repository).
+
+    Hidden entries (staging directories of unfinished exports among them) are never models.
+    """
     if not (directory / "config.pbtxt").is_file():
-        models = [d for d in directory.iterdir() if (d / "config.pbtxt").is_file()]
+        models = [d for d in _visible(directory) if (d / "config.pbtxt").is_file()]
         if len(models) != 1:
             raise InputError(
                 f"{directory} is a directory but not a Triton model directory (no config.pbtxt); "
                 "give a model file, a Triton model directory or a repository holding one model"
             )
         directory = models[0]
-    versions = sorted((int(d.name), d) for d in directory.iterdir() if d.name.isdigit() and d.is_dir())
+    versions = sorted((int(d.name), d) for d in _visible(directory) if d.name.isdigit() and d.is_dir())
     for _, version in reversed(versions):
         if (version / "model.onnx").is_file():
             return version / "model.onnx"
@@ -45,6 +58,12 @@ def model_kind(path: Path) -> str:
     """``onnx``, ``torchscript``, ``pt2``, ``triton`` or ``checkpoint``, from the file's content."""
     if not path.exists():
         raise InputError(f"{path} does not exist; give an .onnx, TorchScript, .pt2 or checkpoint file")
+    staging = next((p for p in (path, *path.absolute().parents) if is_staging_name(p.name)), None)
+    if staging is not None:
+        raise InputError(
+            f"{staging} is the staging area of a write that never finished (a killed run), not a "
+            "model; export the model again"
+        )
     if path.is_dir():
         return "triton"
     container = sniff(path)
@@ -66,6 +85,7 @@ def open_model(
     fold: bool = False,
     fp16: bool = False,
     label: str | None = None,
+    trust_code: bool = False,
 ) -> Backend:
     """Load ``model`` on ``device`` behind the :class:`Backend` interface.
 
@@ -78,17 +98,23 @@ def open_model(
         fold: Checkpoints only: fold the model first (the "folded eager" backend).
         fp16: Checkpoints only: compute in float16 behind float32 input and output.
         label: Short human name for reports (default: the kind and the file name).
+        trust_code: Load TorchScript and ``.pt2`` files. They are programs, and loading one runs
+            the code it holds (which may read or write files), so they are refused unless the
+            caller says the file comes from someone trusted. ONNX files and checkpoints hold no
+            code and need no trust.
 
     Raises:
-        InputError: A file that is none of the kinds above, or options that do not apply to it.
+        InputError: A file that is none of the kinds above, options that do not apply to it, or
+            a TorchScript or ``.pt2`` program without ``trust_code``.
         DeviceError: The device asked for cannot be used, with the reason.
     """
     check_device_name(device)
-    if threads is not None and threads < 1:
-        raise InputError(f"threads must be at least 1, got {threads}")
+    check_threads(threads)
     kind = "checkpoint" if isinstance(model, Checkpoint) else model_kind(Path(model))
     if kind != "checkpoint" and (fold or fp16):
         raise InputError(f"fold and fp16 apply to checkpoints; {model} is already an exported {kind} model")
+    if kind in PROGRAM_KINDS:  # refused before anything else is set up
+        require_trust(model, kind, trust_code)  # type: ignore[arg-type]
     if kind in ("onnx", "triton"):
         path = Path(model) if kind == "onnx" else triton_model_file(Path(model))  # type: ignore[arg-type]
         if label is None and kind == "triton":
@@ -106,10 +132,10 @@ def open_model(
         torch.set_num_threads(threads)
     target, fallback = torch_device(device, allow_cpu_fallback=allow_cpu_fallback)
     if kind == "torchscript":
-        module, metadata = load_torchscript(model, map_location=target)  # type: ignore[arg-type]
+        module, metadata = load_torchscript(model, map_location=target, trust_code=trust_code)  # type: ignore[arg-type]
         name = "torchscript"
     elif kind == "pt2":
-        module, metadata = load_pt2(model, device=target)  # type: ignore[arg-type]
+        module, metadata = load_pt2(model, device=target, trust_code=trust_code)  # type: ignore[arg-type]
         name = "torch.export"
     else:
         checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)

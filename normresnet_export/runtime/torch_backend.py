@@ -37,6 +37,9 @@ class TorchBackend(Backend):
             metadata: What the model carries (arch, preprocessing, labels, precision, …).
             device: Where ``module`` is (see :func:`~normresnet_export.runtime.devices.torch_device`).
             fallback: Why this is the CPU although CUDA was asked for, if it is.
+
+        Raises:
+            OutputError: The metadata's labels are not one per class.
         """
         self.module, self.torch_device, self.fallback = module, device, fallback
         self.name, self.label, self.metadata = name, label, metadata
@@ -49,6 +52,7 @@ class TorchBackend(Backend):
             self.provider = f"torch CUDA ({torch.cuda.get_device_name(device)})"
         else:
             self.provider = f"torch CPU ({torch.get_num_threads()} threads)"
+        self.check_labels()
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

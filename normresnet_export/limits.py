@@ -1,0 +1,108 @@
+"""The ranges the numbers a user gives must fall in, and the one check that says so.
+
+A number outside its range does not fail where it is given: ``--repeats 0`` ended the timing
+only after the agreement had run, ``--batch-sizes 100000000`` asked the allocator for a terabyte,
+``--threads 100000`` crashed the process, ``--opset -1`` printed the exporter's whole graph. So
+every command checks each of its numbers before any work, with the range it takes, through
+:func:`check_int` and :func:`check_float`, and the caps live here once, where the help texts
+and the README can point to them. Like :mod:`~normresnet_export.errors` this module imports
+nothing heavy: the checks cost nothing before torch is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+from typing import Any
+
+from normresnet_export.errors import InputError
+
+#: Largest batch anywhere (predict, check's compared and timed batches, an export's static batch,
+#: Triton's max_batch_size, analyze gradnorm): 4096 ImageNet inputs are already 2.4 GB of float32.
+MAX_BATCH = 4096
+#: Largest input side (export --input-size, analyze spectrum --input-size), 4.5 times ImageNet's 224.
+MAX_INPUT_SIDE = 1024
+#: Largest number of interleaved timing blocks per backend (check --repeats).
+MAX_REPEATS = 100
+#: Seeds are the integers NumPy, Python and torch all take: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: Threads (or data-loader processes) per usable core beyond which more only adds contention; 100,000
+#: threads crashed a torch process, 512 took 12 s to start.
+THREADS_PER_CORE = 4
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def thread_limit() -> int:
+    """The most threads (or worker processes) an option may ask for: :data:`THREADS_PER_CORE` per core."""
+    return THREADS_PER_CORE * usable_cores()
+
+
+def _number(value: float) -> str:
+    """An integer in full (``4294967295``), a float shortest (``0.001``)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _bounds(low: float | None, high: float | None, *, open_low: bool = False) -> str:
+    """``from 1 to 8``, ``of at least 1``, ``greater than 0``, ``greater than 0 and at most 1``."""
+    if open_low:
+        return f"greater than {_number(low)}" + (f" and at most {_number(high)}" if high is not None else "")
+    if high is None:
+        return f"of at least {_number(low)}"
+    return f"from {_number(low)} to {_number(high)}"
+
+
+def _refuse(name: str, kind: str, value: Any, bounds: str, hint: str) -> InputError:
+    return InputError(f"{name} must be {kind} {bounds}, got {value!r}" + (f"; {hint}" if hint else ""))
+
+
+def check_int(name: str, value: Any, *, low: int, high: int | None = None, hint: str = "") -> int:
+    """``value`` if it is an integer in ``[low, high]``, else a one-line :class:`InputError`.
+
+    Args:
+        name: How the user gave it, e.g. ``"--repeats"``; it starts the message.
+        value: The number (any integer, NumPy's included; ``bool``, floats and text are refused,
+            so the Python API gets the same error as the command line).
+        low: Smallest value taken.
+        high: Largest value taken, or ``None`` for no upper bound.
+        hint: What to do instead, appended after the range.
+
+    Returns:
+        ``value`` as an ``int``.
+
+    Raises:
+        InputError: ``NAME must be an integer from LOW to HIGH, got VALUE``.
+    """
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None  # NumPy integers too
+    except TypeError:
+        number = None
+    if number is None or number < low or (high is not None and number > high):
+        raise _refuse(name, "an integer", value, _bounds(low, high), hint)
+    return number
+
+
+def check_float(
+    name: str, value: Any, *, low: float, high: float | None = None, open_low: bool = False, hint: str = ""
+) -> float:
+    """``value`` as a float if it is a finite number in ``[low, high]`` (``(low, high]`` with ``open_low``).
+
+    Raises:
+        InputError: Not a number, not finite, or outside the range; the message gives the range.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (
+        not number
+        or not math.isfinite(value)
+        or value < low
+        or (open_low and value == low)
+        or (high is not None and value > high)
+    ):
+        raise _refuse(name, "a finite number", value, _bounds(low, high, open_low=open_low), hint)
+    return float(value)
