@@ -228,3 +228,19 @@ def test_torchscript_and_pt2_labels_are_checked_on_opening_and_on_every_output(g
     assert "torchscript (undeclared.ts): the model carries 3 labels but returns 10 classes" in _one_line(
         result
     )
+
+
+def test_an_imported_checkpoint_with_non_finite_weights_is_refused_and_nothing_written(tmp_path):
+    from tests.test_import import _original, _prefixed
+
+    state = _prefixed(_original("procresnet166"))  # ProcResNet main.py's layout: DataParallel keys
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.dim() == 4)
+    state[name] = state[name].clone()
+    state[name][0, 0, 0, 0] = float("nan")
+    path = tmp_path / "ckpt.pth"
+    torch.save({"net": state, "acc": 93.1, "epoch": 141}, path)
+    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN or inf\)"):
+        nx.import_checkpoint(path)
+    result = runner.invoke(app, ["import", str(path), "-o", str(tmp_path / "out.pt")])
+    assert result.exit_code == 2 and "non-finite" in _one_line(result)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pth"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from normresnet_export.checkpoint import Checkpoint, describe_mismatch, model_shapes
+from normresnet_export.checkpoint import Checkpoint, check_contents, describe_mismatch, model_shapes
 from normresnet_export.errors import CheckpointError, InputError, NormexportError
 from normresnet_export.files.reading import PickledObjectsError, read_file
 from normresnet_export.files.recognise import Recognised, recognise, recognise_safetensors
@@ -159,6 +159,7 @@ def import_checkpoint(
             f"{path}: what the file records ({kwargs}) does not build {imported.arch} ({first_line(exc)})"
         ) from None
     _load_weights(model, imported, path, keep_half)
+    check_contents(model, None, int(kwargs.get("num_classes", 0)), where=str(path))  # no NaN written on
     return Checkpoint(
         model=model.eval(),
         arch=imported.arch,
