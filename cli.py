@@ -8,16 +8,67 @@ exit code 2 (bad input) or 1 (a check that failed); there are no tracebacks.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from normresnet_export import limits, vocabulary
 
+try:  # typer >= 0.20 ships its own click; older versions raise click's exceptions
+    from typer import TyperException as _CommandLineError
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import ClickException as _CommandLineError
+
 T = TypeVar("T")
+
+
+class _OneLineErrors(TyperGroup):
+    """Typer's own usage errors (a bad choice, a missing or unknown option) in the library's style.
+
+    Typer prints those as a multi-line box with the usage above it; every other error of
+    normexport is one ``error:`` line. Here they become one line too, naming the command's
+    ``--help``, with click's exit code (2). ``normexport`` alone still prints the help.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            # Not standalone: click hands back what it would print, and the exit code it would exit with.
+            returned = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _CommandLineError as exc:
+            if not standalone_mode:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()
+            else:
+                from normresnet_export._render import printable
+
+                context = getattr(exc, "ctx", None)
+                see = f"; see '{context.command_path} --help'" if context is not None else ""
+                # One line, without typer's "Value error, " prefix and the closing full stop.
+                message = " ".join(exc.format_message().replace("Value error, ", "").split()).rstrip(".")
+                typer.echo(f"error: {printable(message)}{see}", err=True)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return returned
+        sys.exit(returned if isinstance(returned, int) else 0)
+
 
 app = typer.Typer(
     name="normexport",
@@ -25,6 +76,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineErrors,
 )
 
 
@@ -295,7 +347,11 @@ def export_command(
     ],
     format_: Annotated[
         _choice("FORMATS") | None,
-        typer.Option("--format", "-f", help=f"Deployment format: {_listing('FORMATS')} (or use --layout)."),
+        typer.Option(
+            "--format",
+            "-f",
+            help=f"Deployment format: {_listing('FORMATS')} (default: from -o's suffix: .onnx, .pt2, .ts).",
+        ),
     ] = None,
     layout: Annotated[
         _choice("LAYOUTS") | None,
@@ -353,10 +409,11 @@ def export_command(
     """
     from normresnet_export._render import print_json, printable
     from normresnet_export.export import export
+    from normresnet_export.export.dispatch import resolve_format
 
-    if (format_ is None) == (layout is None):
-        _run(_usage, "give either --format or --layout")
-    written = (format_ or layout).value
+    written = _run(
+        resolve_format, output, format_.value if format_ else None, layout.value if layout else None
+    )
     result = _run(
         export,
         written,
@@ -566,12 +623,6 @@ def check_command(
         print_check_report(report)
     if not report.passed:
         raise typer.Exit(1)
-
-
-def _usage(message: str) -> None:
-    from normresnet_export.errors import InputError
-
-    raise InputError(message)
 
 
 # --------------------------------------------------------------------------------------------- analyze

@@ -69,6 +69,41 @@ def test_help_is_clean(args):
 def test_unknown_command_is_a_usage_error():
     result = runner.invoke(app, ["modles"])
     assert result.exit_code == 2
+    assert (
+        result.stderr == "error: No such command 'modles'. Did you mean 'models'?; see 'normexport --help'\n"
+    )
+
+
+# Typer's own usage errors (a bad choice, a missing or unknown option or argument) on every command.
+USAGE_ERRORS = [
+    (["models", "--json", "extra", "more"], "Got unexpected extra argument(s) (more)", "models"),
+    (["train", "resnet20"], "Missing option '--dataset'", "train"),
+    (["import", "x.pth"], "Missing option '--output' / '-o'", "import"),
+    (["fold", "x.pt"], "Missing option '--output' / '-o'", "fold"),
+    (["export", "x.pt", "-f", "tflite", "-o", "y"], "'tflite' is not one of 'onnx', 'torchscript'", "export"),
+    (["predict", "m.onnx", "a.png", "--device", "gpu"], "'gpu' is not one of 'auto', 'cpu'", "predict"),
+    (
+        ["check", "--samples", "many"],
+        "Invalid value for '--samples'",
+        "check",
+    ),
+    (["analyze", "gradnorm", "resnet20", "--bogus"], "No such option: --bogus", "analyze gradnorm"),
+    (["analyze", "spectrum"], "Missing argument 'model'", "analyze spectrum"),
+]
+
+
+@pytest.mark.parametrize(("args", "message", "command"), USAGE_ERRORS, ids=[c for *_, c in USAGE_ERRORS])
+def test_typer_usage_errors_are_one_line_in_our_format(args, message, command):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.output
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert result.stderr.rstrip().endswith(f"; see 'normexport {command} --help'")
+
+
+def test_no_arguments_still_prints_the_help():
+    result = runner.invoke(app, [])
+    assert result.exit_code == 2 and "Usage" in result.output and "error:" not in result.output
 
 
 def test_version():

@@ -20,6 +20,7 @@ from cli import app
 from normresnet_export.export import contract, load_pt2, load_torchscript, read_metadata
 from normresnet_export.export import onnx as onnx_export
 from normresnet_export.metadata import ModelMetadata
+from normresnet_export.runtime.loader import model_kind
 from tests.helpers import randomise_for_folding
 
 runner = CliRunner()
@@ -364,12 +365,21 @@ def test_cli_export(tmp_path, prepared):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["check"]["passed"] and report["metadata"]["arch"] == "diracnet_cifar16_1"
-    table = runner.invoke(app, ["export", str(source), "-f", "pt2", "-o", str(tmp_path / "m.pt2")])
-    assert table.exit_code == 0 and "PASS" in table.stdout
+    # Without --format, the suffix says it: .pt2 is a torch.export program.
+    table = runner.invoke(app, ["export", str(source), "-o", str(tmp_path / "m.pt2")])
+    assert table.exit_code == 0 and "PASS" in table.stdout and "wrote" in table.stdout
+    assert model_kind(tmp_path / "m.pt2") == "pt2"  # told from the content, not the name
     for args, message in [
         (["-f", "triton", "--static-batch", "2", "-o", str(tmp_path / "r")], "static_batch does not apply"),
         (["-f", "torchscript", "--opset", "17", "-o", str(tmp_path / "x")], "opset does not apply"),
-        (["-o", str(tmp_path / "x")], "give either --format or --layout"),
+        (["-o", str(tmp_path / "x")], "cannot tell the format from the name"),
+        (["-o", str(tmp_path / "x.pt")], "cannot tell the format from the name"),
+        (
+            ["-f", "pt2", "-o", str(tmp_path / "x.onnx")],
+            "ends in .onnx, which names the onnx format, but pt2",
+        ),
+        (["-f", "triton", "-o", str(tmp_path / "x.pt2")], "which names the pt2 format, but triton"),
+        (["-f", "onnx", "--layout", "diracnet", "-o", str(tmp_path / "x.pth")], "not both"),
         (
             ["-f", "onnx", "--opset", "28", "-o", str(tmp_path / "x.onnx")],
             "cannot run the export at opset 28",

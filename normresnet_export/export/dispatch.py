@@ -33,6 +33,48 @@ _WRITERS: dict[str, tuple[Callable[..., ExportResult], frozenset[str]]] = {
 }
 
 
+#: File suffixes that name one format. Any other (``.pt`` and ``.pth`` are checkpoints as often
+#: as programs; a Triton repository is a directory) names none.
+SUFFIXES: dict[str, str] = {
+    ".onnx": "onnx",
+    ".pt2": "pt2",
+    ".ts": "torchscript",
+    ".torchscript": "torchscript",
+}
+
+
+def resolve_format(path: str | os.PathLike[str], format: str | None = None, layout: str | None = None) -> str:
+    """The format or layout to write to ``path``: the one asked for, else the one its suffix names.
+
+    ``export ckpt -o m.onnx`` needs no ``--format``; ``--format pt2 -o m.onnx`` would write a
+    torch.export program under an ONNX name, which every tool that goes by the name then
+    misreads, so a suffix that names another format is refused.
+
+    Raises:
+        InputError: Both a format and a layout; neither, with a suffix that names no format; or
+            a suffix that names another format than the one asked for.
+    """
+    if format is not None and layout is not None:
+        raise InputError("give either --format or --layout, not both")
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    named = SUFFIXES.get(suffix)
+    asked = format or layout
+    if asked is None:
+        if named is None:
+            known = ", ".join(f"{s} ({f})" for s, f in SUFFIXES.items())
+            raise InputError(
+                f"cannot tell the format from the name {os.fspath(path)!r}; give --format "
+                f"{'|'.join(FORMATS)} (or --layout {'|'.join(LAYOUTS)}), or a name ending in {known}"
+            )
+        return named
+    if named is not None and named != asked:
+        raise InputError(
+            f"{os.fspath(path)!r} ends in {suffix}, which names the {named} format, but {asked} was "
+            f"asked for; name the output for what it holds, or ask for --format {named}"
+        )
+    return asked
+
+
 def _why_not(format: str, refused: list[str]) -> str:
     """Why the refused options do not apply, where one reason covers them."""
     if format in LAYOUTS:
@@ -62,7 +104,8 @@ def export(
 
     Raises:
         InputError: Unknown format, an option the format does not take, or a number out of its
-            range (:func:`~normresnet_export.export.contract.check_options`).
+            range (:func:`~normresnet_export.export.contract.check_options`), or an output whose
+            suffix names another format (:func:`resolve_format`).
         CheckFailedError: The export does not agree with the model (nothing is written).
     """
     if format not in _WRITERS:
@@ -70,6 +113,7 @@ def export(
             f"unknown format {format!r}; expected one of {', '.join(FORMATS)} "
             f"(or a layout: {', '.join(LAYOUTS)})"
         )
+    resolve_format(path, *((format, None) if format in FORMATS else (None, format)))  # suffix agrees
     writer, accepted = _WRITERS[format]
     given = {  # the options asked for: a default is not asking
         "fold": None if fold else False,
