@@ -291,6 +291,7 @@ def print_check_report(report: Any) -> None:
             title="latency (interleaved blocks; speed-up over eager (unfolded) at the same batch)",
         )
     if report.passed:
-        _say(f"PASS: {len(report.agreements)} backends agree with the unfolded checkpoint")
+        count = len(report.agreements)
+        _say(f"PASS: {count} backend{'s agree' if count != 1 else ' agrees'} with the unfolded checkpoint")
     else:
         _say("FAIL: " + "; ".join(report.failures()))

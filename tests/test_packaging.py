@@ -37,3 +37,24 @@ def test_every_public_name_resolves():
 
     missing = [name for name in nx.__all__ if not hasattr(nx, name)]
     assert not missing, f"normresnet_export.__all__ names what the package does not define: {missing}"
+
+
+def test_the_wheel_ships_the_license_py_typed_and_the_catalogue(tmp_path):
+    """pyproject says MIT and the package is typed: the wheel a user installs must carry both."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    build = ["pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)]
+    done = subprocess.run(
+        [sys.executable, "-m", *build],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "normresnet_export/py.typed" in names and "normresnet_export/models/catalogue.json" in names
+    license_file = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
+    assert b"MIT License" in zipfile.ZipFile(wheel).read(license_file)

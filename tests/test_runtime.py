@@ -232,3 +232,20 @@ def test_check_on_the_digits_test_split(deployed):
     assert report["samples"] == 50 and report["data"].startswith("digits test split")
     assert 0.0 <= report["reference_accuracy"] <= 1.0
     assert {a["accuracy"] for a in report["agreement"]} == {report["reference_accuracy"]}
+
+
+def test_run_takes_numpy_and_torch_alike_and_refuses_anything_else(deployed):
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    for kind in ("onnx", "checkpoint"):
+        backend = open_model(deployed[kind], device="cpu")
+        assert torch.equal(backend.run(x.numpy()), backend.run(x)), kind
+        assert backend.bind(x.numpy())() is None  # for timing: runs, returns nothing
+        with pytest.raises(nx.InputError, match=r"a batch is a torch.Tensor or a numpy.ndarray .* got list"):
+            backend.run(x.tolist())
+
+
+def test_check_with_one_backend_says_it_in_the_singular(deployed):
+    args = ["check", str(deployed["checkpoint"]), "--samples", "8", "--no-latency"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "PASS: 1 backend agrees with the unfolded checkpoint" in result.stdout

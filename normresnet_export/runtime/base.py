@@ -13,11 +13,27 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from normresnet_export.errors import InputError
 from normresnet_export.metadata import ModelMetadata
 from normresnet_export.preprocess import Preprocessing
+
+
+def as_batch(batch: Any) -> torch.Tensor:
+    """A batch as a tensor, from a torch tensor or a NumPy array alike (ONNX Runtime users hold NumPy).
+
+    Raises:
+        InputError: Anything else, naming what was given.
+    """
+    if isinstance(batch, torch.Tensor):
+        return batch
+    if isinstance(batch, np.ndarray):
+        return torch.from_numpy(batch if batch.flags.writeable else batch.copy())
+    raise InputError(
+        f"a batch is a torch.Tensor or a numpy.ndarray of shape [N, C, H, W], got {type(batch).__name__}"
+    )
 
 
 class DeviceError(InputError):
@@ -62,7 +78,10 @@ class Backend(ABC):
 
     @abstractmethod
     def run(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits (float32, CPU) for a preprocessed float32 ``[N, C, H, W]`` batch."""
+        """Logits (float32, CPU) for a preprocessed float32 ``[N, C, H, W]`` batch.
+
+        ``batch`` may be a torch tensor or a NumPy array (:func:`as_batch`).
+        """
 
     def run_in_batches(self, inputs: torch.Tensor, batch: int) -> torch.Tensor:
         """Logits for any number of ``inputs``, in calls of ``batch`` rows.
@@ -83,11 +102,13 @@ class Backend(ABC):
 
     @abstractmethod
     def bind(self, batch: torch.Tensor, *, include_copies: bool = True) -> Callable[[], None]:
-        """A zero-argument call that runs ``batch`` once and waits for the device to finish.
+        """A zero-argument call that runs ``batch`` once, waits for the device, and returns ``None``.
 
-        For timing. With ``include_copies=False`` the input already sits on the device and the
-        output stays there (ONNX Runtime I/O binding, a CUDA tensor for torch), so the timer
-        measures compute, not host-device copies. On CPU both are the same.
+        For timing: the call returns nothing so that the timer measures the run, not the reading
+        of its output (use :meth:`run` for the logits). With ``include_copies=False`` the input
+        already sits on the device and the output stays there (ONNX Runtime I/O binding, a CUDA
+        tensor for torch), so the timer measures compute, not host-device copies. On CPU both
+        are the same.
         """
 
     def check_labels(self, classes: int | None = None) -> None:

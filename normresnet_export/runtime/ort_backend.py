@@ -35,7 +35,7 @@ import torch
 
 from normresnet_export.errors import InputError
 from normresnet_export.metadata import ModelMetadata
-from normresnet_export.runtime.base import Backend, DeviceError
+from normresnet_export.runtime.base import Backend, DeviceError, as_batch
 from normresnet_export.runtime.devices import (
     no_gpu_reason,
     onnxruntime_missing_reason,
@@ -189,7 +189,7 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self._version}"
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        array = np.ascontiguousarray(as_batch(batch).detach().cpu().numpy(), dtype=np.float32)
         try:
             outputs = self.session.run([self.output_name], {self.input_name: array})
         except Exception as exc:  # ONNX Runtime's own error types (InvalidArgument, Fail, EPFail, ...)
@@ -200,7 +200,7 @@ class OnnxRuntimeBackend(Backend):
         return torch.from_numpy(outputs[0])
 
     def bind(self, batch: torch.Tensor, *, include_copies: bool = True) -> Callable[[], None]:
-        array = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
+        array = np.ascontiguousarray(as_batch(batch).detach().cpu().numpy(), dtype=np.float32)
         if include_copies or self.device == "cpu":
 
             def round_trip() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from normresnet_export.metadata import ModelMetadata
-from normresnet_export.runtime.base import Backend
+from normresnet_export.runtime.base import Backend, as_batch
 
 
 class TorchBackend(Backend):
@@ -55,10 +55,12 @@ class TorchBackend(Backend):
         self.check_labels()
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = as_batch(batch)
         with torch.inference_mode():
             return self.module(batch.to(self.torch_device, torch.float32)).float().cpu()
 
     def bind(self, batch: torch.Tensor, *, include_copies: bool = True) -> Callable[[], None]:
+        batch = as_batch(batch)
         if include_copies or self.torch_device.type == "cpu":
 
             def round_trip() -> None:
