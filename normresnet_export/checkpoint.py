@@ -38,10 +38,9 @@ from torch import nn
 
 from normresnet_export._io import atomic_write, check_output
 from normresnet_export._version import __version__
-from normresnet_export.errors import CheckpointError, InputError
+from normresnet_export.errors import CheckpointError, InputError, first_line
 from normresnet_export.files.reading import not_a_checkpoint, read_file
 from normresnet_export.files.recognise import recognise, recognise_state_dict
-from normresnet_export.files.torch_layout import first_line
 from normresnet_export.fold import FoldReport, fold_model
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing

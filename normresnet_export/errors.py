@@ -9,6 +9,16 @@ was received and what to do. The CLI prints that line and exits with ``exit_code
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, *, limit: int | None = 200) -> str:
+    """An exception's first non-blank line, cut at ``limit`` characters, for a one-line message.
+
+    Errors from torch, ONNX Runtime or a file format often run to pages; the first line says what
+    failed. An exception without text is named by its type.
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class NormexportError(Exception):
     """Base class of every error normexport raises on purpose."""
 

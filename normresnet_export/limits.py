@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import operator
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from normresnet_export.errors import InputError
@@ -106,3 +107,16 @@ def check_float(
     ):
         raise _refuse(name, "a finite number", value, _bounds(low, high, open_low=open_low), hint)
     return float(value)
+
+
+def check_input_size(input_size: Sequence[int], *, channels: bool = False) -> tuple[int, ...]:
+    """``--input-size`` as a tuple: H W (or C H W where ``channels``), every side 1 to ``MAX_INPUT_SIDE``.
+
+    Raises:
+        InputError: Not two (or three) integers, or a side out of the range.
+    """
+    size = tuple(input_size)
+    if len(size) not in ((2, 3) if channels else (2,)):
+        form = "H W (or C H W)" if channels else "H W (two positive integers)"
+        raise InputError(f"--input-size is {form}, got {list(size)}")
+    return tuple(check_int("each --input-size side", side, low=1, high=MAX_INPUT_SIDE) for side in size)

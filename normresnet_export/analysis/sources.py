@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from normresnet_export import limits
 from normresnet_export.check.data import load_data
 from normresnet_export.checkpoint import load_checkpoint
 from normresnet_export.errors import InputError, UnknownModelError
-from normresnet_export.limits import MAX_BATCH, MAX_INPUT_SIDE, MAX_SEED, check_int
+from normresnet_export.limits import MAX_BATCH, MAX_SEED, check_int
 from normresnet_export.models import create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
@@ -149,10 +150,7 @@ def check_input_size(input_size: Sequence[int] | None) -> tuple[int, int] | None
     """
     if input_size is None:
         return None
-    size = tuple(input_size)
-    if len(size) != 2:
-        raise InputError(f"--input-size is H W (two positive integers), got {list(size)}")
-    height, width = (check_int("each --input-size side", side, low=1, high=MAX_INPUT_SIDE) for side in size)
+    height, width = limits.check_input_size(input_size)
     return height, width
 
 

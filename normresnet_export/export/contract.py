@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from normresnet_export.errors import InputError
-from normresnet_export.limits import MAX_BATCH, MAX_INPUT_SIDE, check_int
+from normresnet_export.limits import MAX_BATCH, check_input_size, check_int
 from normresnet_export.metadata import EXTRA_FILE, METADATA_PREFIX
 
 __all__ = [
@@ -24,7 +24,6 @@ __all__ = [
     "METADATA_PREFIX",
     "MIN_OPSET",
     "OUTPUT_NAME",
-    "check_input_size",
     "check_opset",
     "check_options",
 ]
@@ -79,20 +78,6 @@ def check_opset(opset: int) -> int:
     return check_int("--opset", opset, low=MIN_OPSET, high=newest, hint=hint)
 
 
-def check_input_size(input_size: Sequence[int]) -> tuple[int, ...]:
-    """``input_size`` as a tuple if it is H W (or C H W) with every side from 1 to ``MAX_INPUT_SIDE``.
-
-    Raises:
-        InputError: Not two (or three) integers in the range.
-    """
-    size = tuple(input_size)
-    if len(size) not in (2, 3):
-        raise InputError(f"--input-size is H W (or C H W), got {list(size)}")
-    for side in size:
-        check_int("each --input-size side", side, low=1, high=MAX_INPUT_SIDE)
-    return size
-
-
 def check_options(
     *,
     opset: int | None = None,
@@ -114,4 +99,4 @@ def check_options(
     if max_batch_size is not None:
         check_int("--max-batch-size", max_batch_size, low=1, high=MAX_BATCH)
     if input_size is not None:
-        check_input_size(input_size)
+        check_input_size(input_size, channels=True)

@@ -35,7 +35,7 @@ from torch import nn
 
 from normresnet_export._io import commit, staging_directory
 from normresnet_export.checkpoint import Checkpoint
-from normresnet_export.errors import InputError
+from normresnet_export.errors import InputError, first_line
 from normresnet_export.export import contract
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource, prepare
@@ -208,10 +208,7 @@ def ort_session(model: str | os.PathLike[str], opset: int) -> Any:
         return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         supported = re.search(r"support for domain ai\.onnx is till opset (\d+)", str(exc))
-        if supported:
-            reason = f"it supports opsets up to {supported.group(1)}"
-        else:
-            reason = str(exc).splitlines()[0][:200]
+        reason = f"it supports opsets up to {supported.group(1)}" if supported else first_line(exc)
         raise InputError(
             f"onnxruntime {ort.__version__} cannot run the export at opset {opset} ({reason}); "
             f"export with a lower --opset (default {contract.DEFAULT_OPSET})"

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from normresnet_export.checkpoint import Checkpoint
-from normresnet_export.errors import InputError
+from normresnet_export.errors import InputError, first_line
 from normresnet_export.export import contract
 from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource
@@ -33,7 +33,7 @@ def _serialiser(static_batch: int | None) -> Callable[[ExportSource], bytes]:
             program = torch.export.export(prepared.model, (example,), dynamic_shapes=shapes)
         except Exception as exc:  # torch.export's errors are long; the first line says what failed
             raise InputError(
-                f"torch.export could not capture the model: {str(exc).splitlines()[0]}"
+                f"torch.export could not capture the model: {first_line(exc, limit=None)}"
             ) from None
         buffer = io.BytesIO()
         torch.export.save(

@@ -18,9 +18,10 @@ import torch
 from torch import nn
 
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint
-from normresnet_export.errors import CheckFailedError, InputError
+from normresnet_export.errors import CheckFailedError, InputError, first_line
 from normresnet_export.export import contract
 from normresnet_export.fold import fold_model
+from normresnet_export.limits import check_input_size
 from normresnet_export.metadata import ModelMetadata, TensorSpec
 from normresnet_export.precision import Float16Model
 
@@ -70,7 +71,7 @@ def _require_runs(model: nn.Module, size: tuple[int, ...]) -> None:
         with torch.no_grad():
             model(torch.zeros(1, *size))
     except RuntimeError as exc:
-        reason = str(exc).splitlines()[0][:160]
+        reason = first_line(exc, limit=160)
         raise InputError(
             f"the model cannot run at input size {'×'.join(map(str, size))} ({reason}); "
             "choose a larger --input-size"
@@ -111,7 +112,7 @@ def prepare(
         CheckFailedError: The fold's own check failed.
     """
     if input_size is not None:
-        input_size = contract.check_input_size(input_size)  # before the checkpoint is loaded
+        input_size = check_input_size(input_size, channels=True)  # before the checkpoint is loaded
     checkpoint = _checkpoint(source)
     model = checkpoint.model if checkpoint is not None else source
     if model.training:

@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from normresnet_export.errors import CheckpointError
+from normresnet_export.errors import CheckpointError, first_line
 from normresnet_export.files import torch_layout
 from normresnet_export.files.recognise import Recognised, recognise_unsafe_globals
-from normresnet_export.files.torch_layout import first_line, read_layout, tensor_bytes, too_large
+from normresnet_export.files.torch_layout import read_layout, tensor_bytes, too_large
 
 
 class PickledObjectsError(CheckpointError):

@@ -36,13 +36,12 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from normresnet_export.errors import CheckpointError, NormexportError
+from normresnet_export.errors import CheckpointError, NormexportError, first_line
 from normresnet_export.files.recognise import TAU_RESNET_CLASSES
 from normresnet_export.files.torch_layout import (
     BoundedReader,
     Layout,
     SafeUnpickler,
-    first_line,
     global_name,
     parse_persistent_id,
     read_layout,

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import torch
 
-from normresnet_export.errors import CheckpointError, InputError, NormexportError
+from normresnet_export.errors import CheckpointError, InputError, NormexportError, first_line
 
 #: The environment variable that sets the cap on what reading one file may allocate, in bytes.
 MAX_BYTES_VARIABLE = "NORMEXPORT_MAX_CHECKPOINT_BYTES"
@@ -94,12 +94,6 @@ def too_large(path: Path, size: int, limit: int) -> CheckpointError:
         f"{path} would need {gib(size)} of memory for its tensors, more than the limit of {gib(limit)}; "
         f"if you trust the file, raise the limit with {MAX_BYTES_VARIABLE}=BYTES (or max_bytes=)"
     )
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, for a one-line message (its type when it has no text)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def tensor_bytes(obj: Any) -> int:

@@ -19,11 +19,10 @@ from typing import Any
 import torch
 
 from normresnet_export.checkpoint import Checkpoint, check_contents, describe_mismatch, model_shapes
-from normresnet_export.errors import CheckpointError, InputError, NormexportError
+from normresnet_export.errors import CheckpointError, InputError, NormexportError, first_line
 from normresnet_export.files.reading import PickledObjectsError, read_file
 from normresnet_export.files.recognise import Recognised, recognise, recognise_safetensors
 from normresnet_export.files.safe_pickle import load_restricted
-from normresnet_export.files.torch_layout import first_line
 from normresnet_export.interop import diracnet, leno, procresnet, tau_resnet, torch_resnet, torchvision
 from normresnet_export.interop._common import Imported
 from normresnet_export.models import create_model, model_info

@@ -27,7 +27,7 @@ from typing import Any, Literal, TypeVar, Union
 import torch
 from torch import nn
 
-from normresnet_export.errors import InputError, UnknownModelError
+from normresnet_export.errors import InputError, UnknownModelError, first_line
 from normresnet_export.models._catalogue_file import load_catalogue
 from normresnet_export.models._counting import count_layers, count_parameters
 from normresnet_export.models._keywords import accepts, describe, keyword_types, parse_value
@@ -343,7 +343,7 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
     try:
         return info.builder(**resolved)
     except (ValueError, TypeError) as exc:  # a value the layers refuse (torch's Dropout(p=5), …)
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = first_line(exc, limit=160)
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise InputError(f"model {name!r} cannot be built with {given or 'its defaults'}: {reason}") from None
 

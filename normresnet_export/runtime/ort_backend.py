@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from normresnet_export.errors import InputError
+from normresnet_export.errors import InputError, first_line
 from normresnet_export.metadata import ModelMetadata
 from normresnet_export.runtime.base import Backend, DeviceError, as_batch
 from normresnet_export.runtime.devices import (
@@ -86,7 +86,7 @@ def captured_output() -> Iterator[None]:
 
 def _gist(error: BaseException) -> str:
     """The first line of an ONNX Runtime error without its source location and C++ signature."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    first = first_line(error, limit=None)
     first = re.sub(r"^\S+\.(cc|h|cpp):\d+\s+(\S.*?\)\s+)?", "", first)
     return first[:200]
 
