@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from normresnet_export import limits, vocabulary
 
@@ -27,13 +27,78 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 T = TypeVar("T")
 
 
+class _Argument(TyperArgument):
+    """An argument shown as click shows one: ``NAME`` when required, ``[NAME]`` when optional.
+
+    Typer writes a required argument as ``{name}`` in the usage line and adds its Python type
+    (``<path>``, ``<str>``) beside it; the name in capitals says what to give.
+    """
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.metavar or self.name.upper()
+        return [(name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")]
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+#: What a value of each Python type is called in --help (typer would write ``<int>``, ``<str>``, …).
+_VALUE_WORDS = {int: "N", float: "F", Path: "PATH"}
+
+
+def _value_word(annotation: Any, option: str) -> str:
+    if annotation is str:  # text: the option's own name says what it is (--arch ARCH, --host HOST)
+        return option.lstrip("-").replace("-", "_").upper()
+    return _VALUE_WORDS.get(annotation, "VALUE")
+
+
+def _readable(command: Any, ctx: Any) -> Any:
+    """Give ``command`` (and, for a group, its commands) readable metavars, once, in place.
+
+    A flag shows no value; a choice shows its values (``onnx|torchscript|pt2|triton``); a number
+    ``N`` or ``F``; a path ``PATH``; text the option's name; an argument its name in capitals.
+    An explicit ``metavar=`` is kept. ``ctx`` names the help option (``--help``, a flag too).
+    """
+    if command is None:
+        return None
+    for param in command.get_params(ctx):
+        if type(param) is TyperArgument:
+            param.__class__ = _Argument  # only the usage line and the type column change
+        if param.metavar is not None:
+            continue
+        described = param.type_descriptor
+        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        if isinstance(param, _Argument):
+            param.metavar = param.name.upper()
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif described.is_choice:
+            param.metavar = "|".join(str(getattr(c, "value", c)) for c in described.choices or ())
+        elif described.is_tuple:
+            param.metavar = " ".join(_value_word(a, name) for a in get_args(described.annotation))
+        else:
+            element = get_args(described.annotation)[0] if described.is_list else described.annotation
+            param.metavar = _value_word(element, name)
+    for sub in getattr(command, "commands", {}).values():
+        _readable(sub, ctx)
+    return command
+
+
 class _OneLineErrors(TyperGroup):
     """Typer's own usage errors (a bad choice, a missing or unknown option) in the library's style.
 
     Typer prints those as a multi-line box with the usage above it; every other error of
     normexport is one ``error:`` line. Here they become one line too, naming the command's
-    ``--help``, with click's exit code (2). ``normexport`` alone still prints the help.
+    ``--help``, with click's exit code (2). ``normexport`` alone still prints the help. Every
+    command it hands out has readable metavars (:func:`_readable`).
     """
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        return _readable(super().get_command(ctx, cmd_name), ctx)
+
+    def get_params(self, ctx: Any) -> Any:
+        _readable(super(), ctx)  # the group's own --version and --help
+        return super().get_params(ctx)
 
     def main(  # type: ignore[override]
         self,
@@ -116,6 +181,36 @@ def _run(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         raise typer.Exit(exc.exit_code) from None
 
 
+def _model_file(value: str) -> Path:
+    """A model-file argument: a path, or a pretrained weights name (fetched and converted if needed)."""
+    from normresnet_export.weights import resolve_model_file
+
+    return _run(resolve_model_file, value)
+
+
+MODEL_FILE_HELP = " Or a pretrained weights name (`normexport weights list`)."
+
+
+def _run_check(as_json: bool, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """:func:`_run` for a call whose numerical check can fail: what the check measured comes first.
+
+    A failed check shows its table (or, with ``--json``, its JSON document on stdout) and then
+    the one ``error:`` line that says in words what went wrong and what to do.
+    """
+    from normresnet_export.errors import CheckFailedError
+
+    def shown(*inner: Any, **named: Any) -> T:
+        try:
+            return function(*inner, **named)
+        except CheckFailedError as exc:
+            from normresnet_export._render import print_failed_check
+
+            print_failed_check(exc, as_json=as_json)
+            raise
+
+    return _run(shown, *args, **kwargs)
+
+
 def _version(value: bool) -> None:
     if value:
         import torch
@@ -140,25 +235,23 @@ def models_command(
     pattern: Annotated[str | None, typer.Argument(help="Shell-style name filter, e.g. 'preact_*'.")] = None,
     family: Annotated[
         str | None,
-        typer.Option("--family", "-f", help=f"Only this family: {_listing('FAMILIES')}."),
+        typer.Option("--family", help=f"Only this family: {_listing('FAMILIES')}."),
     ] = None,
-    dataset: Annotated[
+    kind: Annotated[
         str | None,
-        typer.Option(
-            "--dataset", help=f"Only the designs for one input kind: {_listing('DESIGN_DATASETS')}."
-        ),
+        typer.Option("--kind", help=f"Only the designs for one input kind: {_listing('DESIGN_DATASETS')}."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """List the registered models: family, dataset kind, input size, parameters and layers."""
-    from normresnet_export._render import CATALOGUE_COLUMNS, print_json, print_table
-    from normresnet_export.models import catalogue
+    """List the registered models: family, dataset kind, input size, parameters, layers and weights."""
+    from normresnet_export._render import print_json, print_table
+    from normresnet_export.weights import MODEL_COLUMNS, model_catalogue
 
-    rows = _run(catalogue, pattern, family=family, dataset=dataset)
+    rows = _run(model_catalogue, pattern, family=family, dataset=kind)
     if as_json:
         print_json(rows)
     elif rows:
-        print_table(rows, CATALOGUE_COLUMNS)
+        print_table(rows, MODEL_COLUMNS)
     else:
         typer.echo("no registered model matches", err=True)
 
@@ -167,7 +260,13 @@ def models_command(
 def train_command(
     arch: Annotated[str, typer.Argument(help="Model to train (`normexport models` lists them).")],
     # --dataset, --device and --procrustes take any text: TrainConfig checks it (one line, exit 2).
-    dataset: Annotated[str, typer.Option("--dataset", help=f"{_listing('TRAINING_DATASETS')}.")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            help=f"{_listing('TRAINING_DATASETS')} (folder --data-dir D is the same as folder:D).",
+        ),
+    ],
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Where the data lives (CIFAR default ./data).")
     ] = None,
@@ -220,15 +319,24 @@ def train_command(
         int | None, typer.Option("--seed", help=f"Run seed, 0 to {limits.MAX_SEED} (recipe's).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Run directory (default runs/ARCH-DATASET-TIME).")
+        Path | None,
+        typer.Option(
+            "--output",
+            "--out",
+            "-o",
+            metavar="RUN_DIR",
+            help="Run directory (default runs/ARCH-DATASET-TIME).",
+        ),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --output.")] = False,
     num_classes: Annotated[
         int | None, typer.Option("--num-classes", help="Checked against the data set's classes.")
     ] = None,
     model_arg: Annotated[
         list[str] | None,
-        typer.Option("--model-arg", help="KEY=VALUE builder keyword, e.g. shortcut=A; repeatable."),
+        typer.Option(
+            "--model-arg", metavar="KEY=VALUE", help="KEY=VALUE builder keyword, e.g. shortcut=A; repeatable."
+        ),
     ] = None,
     limit_train: Annotated[
         int | None, typer.Option("--limit-train", help="Train on the first N images (smoke runs).")
@@ -264,10 +372,26 @@ def train_command(
         raise typer.Exit(130)
 
 
+KeepStreamBnFlag = Annotated[
+    bool,
+    typer.Option(
+        "--keep-stream-bn",
+        help="Keep the BatchNorms on the residual stream as per-channel affines (default: removed "
+        "exactly, scale into the next convs and shift into the stream); for debugging.",
+    ),
+]
+
+
 @app.command("fold")
 def fold_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint (.pt or .safetensors).")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="A normexport checkpoint (.pt or .safetensors)." + MODEL_FILE_HELP, parser=_model_file
+        ),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the folded checkpoint.")],
+    keep_stream_bn: KeepStreamBnFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Fold BatchNorm, tau and Dirac weights into plain convolutions, check the logits, write the result.
@@ -276,10 +400,11 @@ def fold_command(
     model's size, in float32 and float64. If the deviation exceeds the limits, nothing is
     written and the exit code is 1.
     """
-    from normresnet_export._render import print_fold_report, print_json
+    from normresnet_export._render import print_fold_report, print_json, stage_spinner
     from normresnet_export.checkpoint import fold_checkpoint
 
-    report = _run(fold_checkpoint, checkpoint, output)
+    with stage_spinner("folding", first="load", enabled=not as_json):
+        report = _run(fold_checkpoint, checkpoint, output, keep_stream_bn=keep_stream_bn)
     if as_json:
         print_json({**report.to_dict(), "output": str(output) if report.passed else None})
     else:
@@ -309,7 +434,9 @@ def import_command(
     ] = None,
     model_arg: Annotated[
         list[str] | None,
-        typer.Option("--model-arg", help="KEY=VALUE builder keyword, e.g. tau=0.136; repeatable."),
+        typer.Option(
+            "--model-arg", metavar="KEY=VALUE", help="KEY=VALUE builder keyword, e.g. tau=0.136; repeatable."
+        ),
     ] = None,
     keep_half: Annotated[
         bool, typer.Option("--keep-half", help="Keep float16 tensors in float16 (default: float32).")
@@ -318,20 +445,21 @@ def import_command(
 ) -> None:
     """Import a checkpoint of the original research code or torchvision as a normexport checkpoint."""
     from normresnet_export import import_checkpoint
-    from normresnet_export._render import import_record, print_import_record, print_json
+    from normresnet_export._render import import_record, print_import_record, print_json, stage_spinner
     from normresnet_export.models import parse_model_args
 
     kwargs = _run(parse_model_args, model_arg, arch=arch)
-    checkpoint = _run(
-        import_checkpoint,
-        src,
-        source=source.value if source else None,
-        arch=arch,
-        num_classes=num_classes,
-        keep_half=keep_half,
-        **kwargs,
-    )
-    _run(checkpoint.save, output, inputs=[src])
+    with stage_spinner("importing", first="read", enabled=not as_json):
+        checkpoint = _run(
+            import_checkpoint,
+            src,
+            source=source.value if source else None,
+            arch=arch,
+            num_classes=num_classes,
+            keep_half=keep_half,
+            **kwargs,
+        )
+        _run(checkpoint.save, output, inputs=[src])
     record = import_record(checkpoint, str(output))
     if as_json:
         print_json(record)
@@ -341,7 +469,9 @@ def import_command(
 
 @app.command("export")
 def export_command(
-    checkpoint: Annotated[Path, typer.Argument(help="A normexport checkpoint.")],
+    checkpoint: Annotated[
+        Path, typer.Argument(help="A normexport checkpoint." + MODEL_FILE_HELP, parser=_model_file)
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="The file to write (for triton: the model repository).")
     ],
@@ -364,6 +494,7 @@ def export_command(
     no_fold: Annotated[
         bool, typer.Option("--no-fold", help="Export the model as trained, unfolded.")
     ] = False,
+    keep_stream_bn: KeepStreamBnFlag = False,
     opset: Annotated[
         int | None,
         typer.Option("--opset", help="ONNX opset (onnx, triton; default 18), 7 to the newest onnx defines."),
@@ -377,7 +508,9 @@ def export_command(
     input_size: Annotated[
         tuple[int, int] | None,
         typer.Option(
-            "--input-size", help=f"H W to export at, 1 to {limits.MAX_INPUT_SIDE} (default: the model's)."
+            "--input-size",
+            metavar="H W",
+            help=f"H W to export at, 1 to {limits.MAX_INPUT_SIDE} (default: the model's).",
         ),
     ] = None,
     fp16: Annotated[
@@ -399,6 +532,30 @@ def export_command(
             "--max-batch-size", help=f"Triton dynamic batching limit, 1 to {limits.MAX_BATCH} (default 64)."
         ),
     ] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8", help="ONNX only: statically quantised int8 (QDQ), written only if it passes the gate."
+        ),
+    ] = False,
+    calibration: Annotated[
+        str | None,
+        typer.Option(
+            "--calibration",
+            help="int8 calibration data: digits, folder:DIR, random:N (or any --data of check); "
+            "half calibrates, half is the gate's.",
+        ),
+    ] = None,
+    calibration_method: Annotated[
+        _choice("CALIBRATION_METHODS"),
+        typer.Option("--calibration-method", help=f"Activation ranges: {_listing('CALIBRATION_METHODS')}."),
+    ] = "minmax",
+    gate_data: Annotated[
+        str | None,
+        typer.Option("--gate-data", help="Gate the int8 model on this data instead of the held-out half."),
+    ] = None,
+    min_agreement: MinAgreementOption = 99.0,
+    max_accuracy_drop: MaxAccuracyDropOption = 0.5,
     as_json: JsonFlag = False,
 ) -> None:
     """Export a checkpoint to ONNX, TorchScript, torch.export (.pt2), a Triton model repository or a layout.
@@ -407,32 +564,51 @@ def export_command(
     when they disagree), writes atomically, and carries the preprocessing and labels along.
     A layout writes an already folded checkpoint's weights under another project's names.
     """
-    from normresnet_export._render import print_json, printable
+    from normresnet_export._render import print_json, printable, stage_spinner
+    from normresnet_export.check.calibration import load_calibration
     from normresnet_export.export import export
     from normresnet_export.export.dispatch import resolve_format
+    from normresnet_export.export.gate import Gate
 
     written = _run(
         resolve_format, output, format_.value if format_ else None, layout.value if layout else None
     )
-    result = _run(
-        export,
-        written,
-        checkpoint,
-        output,
-        fold=not no_fold,
-        input_size=input_size,
-        fp16=fp16,
-        check=not no_check,
-        opset=opset,
-        exporter=exporter.value if exporter else None,
-        static_batch=static_batch,
-        name=name,
-        max_batch_size=max_batch_size,
-    )
+    gate = _run(Gate.from_percent, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+    calibrated = _run(load_calibration, calibration, checkpoint) if calibration else None
+    gated = _run(load_calibration, gate_data, checkpoint) if gate_data else None
+    with stage_spinner("exporting", first="load", enabled=not as_json):
+        result = _run_check(
+            as_json,
+            export,
+            written,
+            checkpoint,
+            output,
+            fold=not no_fold,
+            keep_stream_bn=keep_stream_bn,
+            input_size=input_size,
+            fp16=fp16,
+            check=not no_check,
+            opset=opset,
+            exporter=exporter.value if exporter else None,
+            static_batch=static_batch,
+            name=name,
+            max_batch_size=max_batch_size,
+            int8=int8,
+            calibration=calibrated,
+            calibration_method=calibration_method.value,
+            gate=gate,
+            gate_data=gated,
+        )
     if as_json:
         print_json(result.to_dict())
     else:
-        verdict = result.check.verdict() if result.check else "not checked (--no-check)"
+        verdict = (
+            result.check.verdict()
+            if result.check
+            else "not checked (--no-check): its metadata records it as unverified"
+        )
+        if "gate" in result.details:
+            verdict = f"accuracy gate: {result.details['gate']['verdict']}"
         if layout is not None:
             how = f"{written} layout, {result.details['tensors']} tensors"
         else:
@@ -462,6 +638,36 @@ ThreadsOption = Annotated[
         "--threads", help=f"CPU threads, 1 to {limits.THREADS_PER_CORE} per core (default: all cores)."
     ),
 ]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Where CIFAR is (default ./data: DIR/cifar-10-batches-py/), or the imagenet folder.",
+    ),
+]
+DownloadFlag = Annotated[
+    bool, typer.Option("--download", help="Fetch CIFAR-10/100 into --data-dir if it is missing.")
+]
+RuntimeOption = Annotated[
+    _choice("RUNTIMES"),
+    typer.Option("--runtime", help=f"What runs .onnx files: {_listing('RUNTIMES')} (pip extra [openvino])."),
+]
+PrecisionOption = Annotated[
+    _choice("INFERENCE_PRECISIONS"),
+    typer.Option(
+        "--precision",
+        help=f"Inference precision, set explicitly and reported: {_listing('INFERENCE_PRECISIONS')} "
+        "(bf16: --runtime openvino on a CPU with AVX512-BF16 or AMX).",
+    ),
+]
+MinAgreementOption = Annotated[
+    float,
+    typer.Option("--min-agreement", help="Gate of bf16/int8 artefacts: least top-1 agreement, in percent."),
+]
+MaxAccuracyDropOption = Annotated[
+    float,
+    typer.Option("--max-accuracy-drop", help="Gate of bf16/int8 artefacts: most accuracy lost, in points."),
+]
 TrustCodeFlag = Annotated[
     bool,
     typer.Option(
@@ -474,7 +680,13 @@ TrustCodeFlag = Annotated[
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[str, typer.Argument(help=".onnx, TorchScript, .pt2, Triton model dir or checkpoint.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help=".onnx, TorchScript, .pt2, Triton model dir or checkpoint." + MODEL_FILE_HELP,
+            parser=_model_file,
+        ),
+    ],
     inputs: Annotated[
         list[str], typer.Argument(help="Image files, directories (recursive), or - for stdin.")
     ],
@@ -486,6 +698,8 @@ def predict_command(
     allow_cpu_fallback: FallbackFlag = False,
     threads: ThreadsOption = None,
     trust_code: TrustCodeFlag = False,
+    runtime: RuntimeOption = "onnxruntime",
+    precision: PrecisionOption = "fp32",
     preprocessing: Annotated[
         str | None,
         typer.Option("--preprocessing", help="Override: a preset (cifar10, imagenet, …) or a JSON file."),
@@ -522,6 +736,8 @@ def predict_command(
         allow_cpu_fallback=allow_cpu_fallback,
         threads=threads,
         trust_code=trust_code,
+        runtime=runtime.value,
+        precision=precision.value,
     )
     with progress_bar(len(items), "predicting") as advance:
         report = _run(
@@ -544,7 +760,13 @@ def predict_command(
 
 @app.command("check")
 def check_command(
-    checkpoint: Annotated[Path, typer.Argument(help="The trained (unfolded) checkpoint: the reference.")],
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="The reference: the trained checkpoint (or a folded one, e.g. imported)." + MODEL_FILE_HELP,
+            parser=_model_file,
+        ),
+    ],
     exported: Annotated[
         list[Path] | None,
         typer.Argument(help="Exported files made from it (.onnx, TorchScript, .pt2, Triton)."),
@@ -552,13 +774,17 @@ def check_command(
     data: Annotated[
         str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
     ] = ("random"),
+    data_dir: DataDirOption = None,
+    download: DownloadFlag = False,
     samples: Annotated[
         int, typer.Option("--samples", help="Inputs to compare, at least 1 (at most 2 GiB of inputs).")
     ] = 256,
     batch_sizes: Annotated[
         str,
         typer.Option(
-            "--batch-sizes", help=f"Batch sizes to time, comma-separated, each 1 to {limits.MAX_BATCH}."
+            "--batch-sizes",
+            metavar="N,N,...",
+            help=f"Batch sizes to time, comma-separated, each 1 to {limits.MAX_BATCH}.",
         ),
     ] = ("1,32"),
     device: _device_option() = "auto",
@@ -579,17 +805,24 @@ def check_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG bar chart of throughput (needs matplotlib).")
     ] = None,
+    runtime: RuntimeOption = "onnxruntime",
+    precision: PrecisionOption = "fp32",
+    min_agreement: MinAgreementOption = 99.0,
+    max_accuracy_drop: MaxAccuracyDropOption = 0.5,
     as_json: JsonFlag = False,
 ) -> None:
     """Gate a deployment: agreement, accuracy and latency of every artefact against the checkpoint.
 
     Exit code 1 when any artefact's top-1 agreement is below 100% or its logit error is
-    above the float32 (or float16) limit.
+    above the float32 (or float16) limit; a bf16 or int8 artefact instead fails below the
+    gate (--min-agreement, --max-accuracy-drop against the float32 accuracy).
     """
     from normresnet_export._render import print_check_report, print_json, progress_bar
     from normresnet_export.check import check, parse_batch_sizes
+    from normresnet_export.export.gate import Gate
 
     sizes = _run(parse_batch_sizes, batch_sizes)
+    gate = _run(Gate.from_percent, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
     with progress_bar(100, "checking", minimum=0) as advance:
         state = {"done": 0}
 
@@ -605,6 +838,8 @@ def check_command(
             checkpoint,
             exported or [],
             data=data,
+            data_dir=data_dir,
+            download=download,
             samples=samples,
             batch_sizes=sizes,
             device=device.value,
@@ -616,6 +851,9 @@ def check_command(
             progress=progress,
             trust_code=trust_code,
             plot=plot,
+            runtime=runtime.value,
+            precision=precision.value,
+            gate=gate,
         )
     if as_json:
         print_json(report.to_dict())
@@ -623,6 +861,214 @@ def check_command(
         print_check_report(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+@app.command("serve")
+def serve_command(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help=".onnx files, checkpoints (exported and checked first), pretrained weights names or "
+            "Triton repositories."
+        ),
+    ],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port, 0 to 65535 (0: a free one).")] = 8000,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Served name of the one model (default: the file name).")
+    ] = None,
+    max_batch_size: Annotated[
+        int,
+        typer.Option(
+            "--max-batch-size", help=f"Rows merged per model call, 1 (no batching) to {limits.MAX_BATCH}."
+        ),
+    ] = 32,
+    max_delay_ms: Annotated[
+        float, typer.Option("--max-delay-ms", help="Longest wait for a batch to fill, 0 to 10000 ms.")
+    ] = 2.0,
+    max_queue: Annotated[
+        int, typer.Option("--max-queue", help="Requests waiting per model before 503, 1 to 100000.")
+    ] = 256,
+    device: _device_option() = "auto",
+    threads: ThreadsOption = None,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", help="Largest request body in MiB (413 beyond), up to 4096.")
+    ] = 64.0,
+    allow_cpu_fallback: FallbackFlag = False,
+    allow_nonfinite: Annotated[
+        bool, typer.Option("--allow-nonfinite", help="Accept NaN and Inf inputs (otherwise refused: 400).")
+    ] = False,
+    json_logs: Annotated[
+        bool, typer.Option("--json-logs", help="Log one JSON object per line on stderr.")
+    ] = False,
+) -> None:
+    """Serve models over the KServe v2 / Triton HTTP protocol with dynamic batching, until SIGTERM.
+
+    Speaks the protocol of Triton Inference Server and KServe (tritonclient works as it is),
+    binary tensors and classification included; POST /v1/models/NAME/classify takes images;
+    GET /metrics is Prometheus text. SIGTERM or Ctrl-C answers every request in flight, then exits 0.
+    """
+    from normresnet_export.serve import serve
+
+    _run(
+        serve,
+        models,
+        host=host,
+        port=port,
+        name=name,
+        max_batch_size=max_batch_size,
+        max_delay_ms=max_delay_ms,
+        max_queue=max_queue,
+        device=device.value,
+        threads=threads,
+        max_body_mb=max_body_mb,
+        allow_cpu_fallback=allow_cpu_fallback,
+        allow_nonfinite=allow_nonfinite,
+        json_logs=json_logs,
+    )
+
+
+# --------------------------------------------------------------------------------------------- weights
+
+weights_app = typer.Typer(
+    name="weights",
+    help="Pretrained weights: list the registry, download and verify into the cache, print paths.",
+    no_args_is_help=True,
+)
+app.add_typer(weights_app)
+
+
+@weights_app.command("list")
+def weights_list_command(
+    pattern: Annotated[str | None, typer.Argument(help="Shell-style name filter, e.g. 'resnet*'.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the registry's weights: arch, source, size, whether cached, reported accuracy."""
+    from normresnet_export._render import print_json, print_table
+    from normresnet_export.weights import LIST_COLUMNS, list_weights
+
+    rows = _run(list_weights, pattern)
+    if as_json:
+        print_json(rows)
+    elif rows:
+        print_table(rows, LIST_COLUMNS)
+    else:
+        typer.echo("no weights match", err=True)
+
+
+@weights_app.command("download")
+def weights_download_command(
+    names: Annotated[list[str], typer.Argument(help="Weights names (`normexport weights list`).")],
+    force: Annotated[bool, typer.Option("--force", help="Fetch and convert again even if cached.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Download, verify (sha256) and convert weights into the cache ($NORMEXPORT_HOME)."""
+    from normresnet_export._render import print_json, print_table
+    from normresnet_export.weights import STATUS_COLUMNS, download
+
+    rows = _run(download, names, force=force)
+    if as_json:
+        print_json(rows)
+    else:
+        print_table(rows, STATUS_COLUMNS)
+
+
+@weights_app.command("verify")
+def weights_verify_command(
+    names: Annotated[list[str] | None, typer.Argument(help="Weights names (default: all).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-hash the cached downloads, converted checkpoints and shipped files; exit 1 if any is damaged."""
+    from normresnet_export._render import print_json, print_table
+    from normresnet_export.weights import STATUS_COLUMNS, verify
+
+    report = _run(verify, names)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_table(report.rows, STATUS_COLUMNS)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+@weights_app.command("path")
+def weights_path_command(
+    name: Annotated[str, typer.Argument(help="A weights name (`normexport weights list`).")],
+) -> None:
+    """Print the converted checkpoint's path, downloading and converting it if needed."""
+    from normresnet_export._render import printable
+    from normresnet_export.weights import fetch
+
+    typer.echo(printable(str(_run(fetch, name))))
+
+
+@app.command("optimize")
+def optimize_command(
+    checkpoint: Annotated[Path, typer.Argument(help="The trained (unfolded) checkpoint.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Directory to write: model.onnx and optimize.json.")
+    ],
+    data: Annotated[
+        str,
+        typer.Option("--data", help="Calibration and gate data (half each): digits, folder:DIR, random:N, …"),
+    ] = "digits",
+    samples: Annotated[int, typer.Option("--samples", help="Inputs read from --data, at least 16.")] = 256,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", help=f"Batch size timed, 1 to {limits.MAX_BATCH}.")
+    ] = 32,
+    threads: ThreadsOption = None,
+    calibration_method: Annotated[
+        _choice("CALIBRATION_METHODS"),
+        typer.Option(
+            "--calibration-method", help=f"int8 activation ranges: {_listing('CALIBRATION_METHODS')}."
+        ),
+    ] = "minmax",
+    repeats: Annotated[
+        int,
+        typer.Option(
+            "--repeats", help=f"Interleaved timing blocks per candidate, 1 to {limits.MAX_REPEATS}."
+        ),
+    ] = 3,
+    min_agreement: MinAgreementOption = 99.0,
+    max_accuracy_drop: MaxAccuracyDropOption = 0.5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build every deployment candidate, gate each, time each here, and write the fastest that passes.
+
+    Candidates: ONNX Runtime fp32, OpenVINO fp32 and bf16, ONNX Runtime int8, OpenVINO on the
+    int8 model. Exit code 1 (nothing written) when none passes.
+    """
+    from normresnet_export._render import print_json, progress_bar
+    from normresnet_export.export.gate import Gate
+    from normresnet_export.optimize import optimize, print_optimize_report
+
+    gate = _run(Gate.from_percent, min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+    with progress_bar(100, "optimizing", minimum=0) as advance:
+        state = {"done": 0}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            start, share = (0, 40) if stage == "agreement" else (40, 60)
+            target = start + share * done // max(total, 1)
+            advance(target - state["done"])
+            state["done"] = target
+
+        report = _run(
+            optimize,
+            checkpoint,
+            output,
+            data=data,
+            samples=samples,
+            batch_size=batch_size,
+            threads=threads,
+            gate=gate,
+            calibration_method=calibration_method.value,
+            repeats=repeats,
+            progress=progress,
+        )
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_optimize_report(report)
 
 
 # --------------------------------------------------------------------------------------------- analyze
@@ -643,6 +1089,8 @@ def analyze_gradnorm_command(
     data: Annotated[
         str, typer.Option("--data", help=f"{_listing('DATA_KINDS')} (folder:DIR: a class per directory).")
     ] = "digits",
+    data_dir: DataDirOption = None,
+    download: DownloadFlag = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help=f"Samples in the measured batch, 2 to {limits.MAX_BATCH}.")
     ] = 8,
@@ -668,7 +1116,15 @@ def analyze_gradnorm_command(
     from normresnet_export.analysis.tables import print_gradnorm
 
     reports = _run(
-        analyze_gradnorm, models, data=data, batch_size=batch_size, at_init=at_init, seed=seed, plot=plot
+        analyze_gradnorm,
+        models,
+        data=data,
+        data_dir=data_dir,
+        download=download,
+        batch_size=batch_size,
+        at_init=at_init,
+        seed=seed,
+        plot=plot,
     )
     if as_json:
         print_json(gradnorm_document(reports))
@@ -686,7 +1142,9 @@ def analyze_spectrum_command(
     input_size: Annotated[
         tuple[int, int] | None,
         typer.Option(
-            "--input-size", help=f"H W of the input, 1 to {limits.MAX_INPUT_SIDE} (default: the model's)."
+            "--input-size",
+            metavar="H W",
+            help=f"H W of the input, 1 to {limits.MAX_INPUT_SIDE} (default: the model's).",
         ),
     ] = None,
     tolerance: Annotated[

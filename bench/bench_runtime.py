@@ -1,15 +1,25 @@
-"""Inference speed of the deployment paths, side by side: eager, TorchScript, torch.compile, ONNX Runtime.
+"""Inference speed of the deployment paths side by side: eager, TorchScript, torch.compile, ORT, OpenVINO.
 
     python bench/bench_runtime.py [--models resnet110,...] [--batches 1,32] [--repeats 3] [--budget 1.0]
+    python bench/bench_runtime.py --quick      # resnet20, batch 4, one short block: checks it runs
 
-Six backends per model, all on the same inputs, timed in interleaved blocks by
+Up to ten backends per model, all on the same inputs, timed in interleaved blocks by
 ``normresnet_export.runtime.timing`` (pause, warm-up, timed calls; repeated), 2 threads each:
 
     eager (unfolded) · eager (folded) · TorchScript frozen (folded) · torch.compile (folded)
     ONNX Runtime on the unfolded export · ONNX Runtime on the folded export (the default path)
+    ONNX Runtime int8 (QDQ, per-channel; calibrated on random inputs) · OpenVINO f32 · OpenVINO bf16
+    OpenVINO on the int8 model
 
-Prints one markdown table per model and batch with p50 latency, images/s, the speed-up over
-unfolded eager, and the achieved GFLOP/s against the machine's measured float32 matmul rate.
+OpenVINO rows need the ``[openvino]`` extra; bf16 needs a CPU with AVX512-BF16 or AMX. A row
+that cannot run here is named with the reason. The models are randomly initialised, so these are
+speed numbers only; accuracy is gated by ``normexport optimize`` on trained weights.
+
+The machine's own limits are measured first, with the same 2 threads: the float32 and bfloat16
+matmul rates (``torch.mm``) and the int8 one (``torch._int_mm``, int8 × int8 → int32), at the
+largest rate over a few compute-bound sizes. Each row reports its GFLOP/s (for int8: the model's
+multiply-adds × 2 per second, i.e. "GOP/s") and the percentage of the limit of the precision it
+computes in. Ratios are against ONNX Runtime on the unfolded export.
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import normresnet_export as nx
+from normresnet_export.errors import InputError
+from normresnet_export.export.onnx import read_metadata
+from normresnet_export.export.quantize import mark_int8, quantize_file
 from normresnet_export.runtime import open_model
 from normresnet_export.runtime.base import Backend
 from normresnet_export.runtime.timing import time_interleaved
@@ -32,16 +45,55 @@ MODELS = ["resnet110", "preact_resnet164", "procresnet166", "diracnet18", "lenor
 THREADS = 2
 
 
-def matmul_gflops(size: int = 2048, seconds: float = 2.0) -> float:
-    """The machine's float32 matrix-multiply rate with ``THREADS`` threads (best of repeated calls)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.mm(a, b)
+def _rate(call, flops: float, seconds: float) -> float:
+    """GFLOP/s of ``call`` (``flops`` per call), from its fastest call in ``seconds``."""
+    call()
     best, deadline = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
-        torch.mm(a, b)
+        call()
         best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+    return flops / best / 1e9
+
+
+def matmul_gflops(
+    dtype: torch.dtype, sizes: tuple[int, ...] = (1024, 2048, 4096), seconds: float = 1.0
+) -> float:
+    """The machine's matrix-multiply rate in ``dtype`` with ``THREADS`` threads: the best over ``sizes``.
+
+    float32 and bfloat16 run ``torch.mm``; int8 runs ``torch._int_mm`` (int8 inputs, int32
+    accumulation), which on x86 goes through oneDNN's VNNI/AMX kernels where the CPU has them.
+    Returns 0 for a precision this build cannot run.
+    """
+    rates = []
+    for size in sizes:
+        if dtype == torch.int8:
+            a = torch.randint(-128, 127, (size, size), dtype=torch.int8)
+            b = torch.randint(-128, 127, (size, size), dtype=torch.int8)
+
+            def call(a=a, b=b):
+                torch._int_mm(a, b)
+        else:
+            a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+
+            def call(a=a, b=b):
+                torch.mm(a, b)
+
+        try:
+            rates.append(_rate(call, 2 * size**3, seconds))
+        except RuntimeError:  # no int8 matmul in this build
+            rates.append(0.0)
+    return max(rates)
+
+
+def limits(quick: bool) -> dict[str, float]:
+    """GFLOP/s limits per compute precision: ``float32``, ``bfloat16``, ``int8``."""
+    sizes, seconds = ((512, 1024), 0.2) if quick else ((1024, 2048, 4096), 1.0)
+    return {
+        "float32": matmul_gflops(torch.float32, sizes, seconds),
+        "bfloat16": matmul_gflops(torch.bfloat16, sizes, seconds),
+        "int8": matmul_gflops(torch.int8, sizes, seconds),
+    }
 
 
 def flops_per_image(model: torch.nn.Module, size: tuple[int, ...]) -> float:
@@ -82,7 +134,31 @@ def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
     folded_onnx = nx.export_onnx(checkpoint, scratch / f"{name}.onnx", check=False).path
     made.append(open_model(unfolded, label="ORT (unfolded export)", **options))
     made.append(open_model(folded_onnx, label="ORT (folded export)", **options))
+    int8 = _int8(checkpoint, scratch / f"{name}.int8.onnx", tuple(nx.model_info(name).input_size))
+    made.append(open_model(int8, label="ORT int8 (QDQ)", **options))
+    for label, path, precision in (
+        ("OpenVINO f32", folded_onnx, "fp32"),
+        ("OpenVINO bf16", folded_onnx, "bf16"),
+        ("OpenVINO · int8", int8, "fp32"),
+    ):
+        try:
+            made.append(open_model(path, label=label, runtime="openvino", precision=precision, **options))
+        except InputError as exc:  # OpenVINO missing, or no bfloat16 on this CPU
+            print(f"{name}: {label} not run: {exc}")
     return made
+
+
+def _int8(checkpoint: Path, path: Path, input_size: tuple[int, ...]) -> Path:
+    """The folded model quantised to int8 (QDQ), calibrated on random inputs (speed only: no gate).
+
+    The model is random, so its accuracy means nothing; the quantisation is the one
+    ``export --int8`` writes (``quantize_file``), without the gate that would refuse it.
+    """
+    float_file = nx.export_onnx(checkpoint, path.with_suffix(".f32.onnx"), check=False).path
+    inputs = torch.randn(32, *input_size, generator=torch.Generator().manual_seed(0))
+    quantize_file(float_file, path, inputs, method="minmax")
+    mark_int8(path, read_metadata(float_file))
+    return path
 
 
 def main() -> None:
@@ -94,10 +170,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per block")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="resnet20, batch 4, one 0.1 s block, no torch.compile: a smoke run",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.models, args.batches, args.repeats, args.budget, args.no_compile = "resnet20", "4", 1, 0.1, True
     torch.set_num_threads(THREADS)
-    peak = matmul_gflops()
-    print(f"float32 matmul rate, {THREADS} threads: {peak:.1f} GFLOP/s\n")
+    peaks = limits(args.quick)
+    print(f"machine limits, {THREADS} threads (matmul, best size):")
+    for precision, rate in peaks.items():
+        print(f"  {precision}: {rate:.1f} GFLOP/s")
+        if precision != "float32" and rate < peaks["float32"]:
+            print(f"    (slower than float32: no native {precision} matmul here, so % of it means little)")
+    print()
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.models.split(","):
@@ -108,16 +196,23 @@ def main() -> None:
                 x = torch.randn(batch, *size, generator=torch.Generator().manual_seed(batch))
                 pairs = [(b.label, batch, b.bind(x)) for b in made]
                 timings = time_interleaved(pairs, repeats=args.repeats, budget=args.budget, pause=0.2)
-                base = timings[0].percentile(50)
+                labels = [b.label for b in made]
+                base = timings[labels.index("ORT (unfolded export)")].percentile(50)
                 print(f"### {name}, batch {batch} ({flops / 1e9:.2f} GFLOP per image)\n")
-                print("| backend | p50 ms | p90 ms | images/s | vs unfolded eager | GFLOP/s | % of peak |")
-                print("|---|---:|---:|---:|---:|---:|---:|")
-                for t in timings:
+                print(
+                    "| backend | precision | p50 ms | p90 ms | images/s | vs ORT unfolded | GFLOP/s "
+                    "| % of its precision's limit |"
+                )
+                print("|---|---|---:|---:|---:|---:|---:|---:|")
+                for b, t in zip(made, timings, strict=True):
+                    precision = getattr(b, "inference_precision", b.precision)
+                    precision = "int8" if b.precision == "int8" else precision
                     rate = flops * batch / (t.percentile(50) / 1e3) / 1e9
+                    limit = peaks.get(precision) or float("nan")
                     print(
-                        f"| {t.label} | {t.percentile(50):.2f} | {t.percentile(90):.2f} | "
+                        f"| {t.label} | {precision} | {t.percentile(50):.2f} | {t.percentile(90):.2f} | "
                         f"{t.images_per_second:,.0f} | {base / t.percentile(50):.2f}× | {rate:.1f} | "
-                        f"{100 * rate / peak:.0f}% |"
+                        f"{100 * rate / limit:.0f}% |"
                     )
                 print(flush=True)
 

@@ -3,8 +3,10 @@
 The public surface::
 
     import normresnet_export as nx
-    nx.list_models(family=None)                    # registered names
+    nx.list_models(family=None, pretrained=False)  # registered names (with weights only)
     nx.create_model(name, num_classes=None, **kw)  # build one
+    nx.create_model(name, weights="resnet20.digits")  # or pretrained=True: the arch's default weights
+    nx.list_weights(pattern=None)                  # the pretrained-weights registry, one row each
     nx.save_checkpoint(path, model, arch=..., model_kwargs=..., preprocessing=..., labels=...)
     nx.load_checkpoint(path)                       # -> Checkpoint(.model, .arch, .preprocessing, ...)
     nx.fold_model(model)                           # -> FoldResult(.model, .report)
@@ -47,8 +49,11 @@ _PUBLIC: dict[str, tuple[str, str]] = {
     "ModelInfo": ("normresnet_export.models", "ModelInfo"),
     "count_layers": ("normresnet_export.models", "count_layers"),
     "count_parameters": ("normresnet_export.models", "count_parameters"),
-    "create_model": ("normresnet_export.models", "create_model"),
-    "list_models": ("normresnet_export.models", "list_models"),
+    "create_model": ("normresnet_export.weights", "create_model"),
+    "list_models": ("normresnet_export.weights", "list_models"),
+    "list_weights": ("normresnet_export.weights", "list_weights"),
+    "resolve_model_file": ("normresnet_export.weights", "resolve_model_file"),
+    "WeightsEntry": ("normresnet_export.weights", "WeightsEntry"),
     "model_info": ("normresnet_export.models", "model_info"),
     "register_model": ("normresnet_export.models", "register_model"),
     "Preprocessing": ("normresnet_export.preprocess", "Preprocessing"),
@@ -79,12 +84,17 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
         ModelInfo,
         count_layers,
         count_parameters,
-        create_model,
-        list_models,
         model_info,
         register_model,
     )
     from normresnet_export.preprocess import Preprocessing
+    from normresnet_export.weights import (
+        WeightsEntry,
+        create_model,
+        list_models,
+        list_weights,
+        resolve_model_file,
+    )
 
 
 def __getattr__(name: str) -> Any:
@@ -118,6 +128,7 @@ __all__ = [
     "NormexportError",
     "Preprocessing",
     "UnknownModelError",
+    "WeightsEntry",
     "__version__",
     "count_layers",
     "count_parameters",
@@ -129,9 +140,11 @@ __all__ = [
     "fold_model",
     "import_checkpoint",
     "list_models",
+    "list_weights",
     "load_checkpoint",
     "model_info",
     "nn",
     "register_model",
+    "resolve_model_file",
     "save_checkpoint",
 ]

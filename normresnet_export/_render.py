@@ -108,6 +108,73 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2e}"
 
 
+def print_fold_deviations(report: Any) -> None:
+    """The fold check's table: per precision, the deviation, its limit and the top-1 agreement."""
+    if not report.checked:
+        return
+    size = "×".join(map(str, report.input_size))
+    rows = [
+        {
+            "precision": precision,
+            "max_abs": _number(d.max_abs) if d.finite else "inf/NaN",
+            "max_rel": _number(d.max_rel) if d.finite else "inf/NaN",
+            "limit": _number(report.limit(precision)),
+            "top1": f"{d.top1_agreement:.0%}",
+        }
+        for precision, d in report.deviations.items()
+    ]
+    print_table(
+        rows,
+        (
+            Column("precision", "precision"),
+            Column("max_abs", "max |Δ|", "right"),
+            Column("max_rel", "max rel", "right"),
+            Column("limit", "limit", "right"),
+            Column("top1", "top-1 agreement", "right"),
+        ),
+        title=f"folded vs. unfolded logits ({size})",
+    )
+    if report.float32_noise is not None:
+        _say(f"  the unfolded model's own float32 error against float64: {_number(report.float32_noise)}")
+
+
+def print_failed_check(error: Any, *, as_json: bool) -> None:
+    """What a failed check measured, before its one ``error:`` line: the table, or the JSON document.
+
+    ``error`` is a ``CheckFailedError`` that may carry a fold ``report`` or an export ``check``
+    (and their ``to_dict``); one that carries neither shows nothing here.
+    """
+    if not hasattr(error, "to_dict"):
+        return
+    if as_json:
+        print_json(error.to_dict())
+    elif getattr(error, "report", None) is not None:
+        print_fold_deviations(error.report)
+    elif getattr(error, "check", None) is not None:
+        check = error.check
+        d = check.deviation
+        row = {
+            "runtime": check.runtime,
+            "batches": ", ".join(map(str, check.batches)),
+            "max_abs": _number(d.max_abs),
+            "max_rel": _number(d.max_rel),
+            "limit": _number(check.limit),
+            "top1": f"{d.top1_agreement:.0%}",
+        }
+        print_table(
+            [row],
+            (
+                Column("runtime", "runtime"),
+                Column("batches", "batches"),
+                Column("max_abs", "max |Δ|", "right"),
+                Column("max_rel", "max rel", "right"),
+                Column("limit", "limit", "right"),
+                Column("top1", "top-1 agreement", "right"),
+            ),
+            title="the export vs. the unfolded model",
+        )
+
+
 def print_fold_report(report: Any, *, output: str | None = None) -> None:
     """Human summary of a :class:`~normresnet_export.fold.FoldReport`, ending with a one-line verdict."""
     ops = sorted(set(report.ops_before) | set(report.ops_after))
@@ -124,37 +191,13 @@ def print_fold_report(report: Any, *, output: str | None = None) -> None:
     for group in report.unfolded_summary():
         names = ", ".join(group["examples"]) + (", …" if group["count"] > len(group["examples"]) else "")
         _say(f"  kept     {group['count']:5d} × {group['op']}: {group['reason']} ({names})")
-    if report.checked:
-        size = "×".join(map(str, report.input_size))
-        rows = [
-            {
-                "precision": precision,
-                "max_abs": _number(d.max_abs),
-                "max_rel": _number(d.max_rel),
-                "limit": _number(report.limit(precision)),
-                "top1": f"{d.top1_agreement:.0%}",
-            }
-            for precision, d in report.deviations.items()
-        ]
-        print_table(
-            rows,
-            (
-                Column("precision", "precision"),
-                Column("max_abs", "max |Δ|", "right"),
-                Column("max_rel", "max rel", "right"),
-                Column("limit", "limit", "right"),
-                Column("top1", "top-1 agreement", "right"),
-            ),
-            title=f"folded vs. unfolded logits ({size})",
-        )
-        if report.float32_noise is not None:
-            _say(f"  the unfolded model's own float32 error against float64: {_number(report.float32_noise)}")
+    print_fold_deviations(report)
     if not report.checked:
         verdict = "folded (not checked)"
     elif report.passed:
         verdict = "PASS: the folded model agrees with the unfolded one within the limits"
     else:
-        verdict = "FAIL: the folded model deviates beyond the limits; nothing was written"
+        verdict = f"FAIL: {report.failure()}; nothing was written"
     if output and report.passed:
         verdict += f"; wrote {output}"
     _say(verdict)
@@ -181,8 +224,9 @@ def print_import_record(record: dict[str, Any]) -> None:
     folded = " (folded)" if record["folded"] else ""
     _say(f"imported {record['source']} checkpoint as {record['arch']}{folded}({kwargs})")
     _say(f"  {record['tensors']} tensors, {record['parameters']:,} parameters")
-    if record["metrics"]:
-        recorded = ", ".join(f"{k}={v}" for k, v in record["metrics"].items() if k != "imported_from")
+    # imported_from is the source named above; a torchvision state_dict records nothing else.
+    recorded = ", ".join(f"{k}={v}" for k, v in record["metrics"].items() if k != "imported_from")
+    if recorded:
         _say(f"  recorded: {recorded}")
     if record["preprocessing"] is None:
         _say("  preprocessing: unknown (not recorded by the source); set it before predicting")
@@ -208,10 +252,51 @@ def progress_bar(total: int, description: str, *, minimum: int = 8) -> Iterator[
         yield lambda n: progress.advance(task, n)
 
 
+def _fallback(backend: Mapping[str, Any]) -> str:
+    """`` · CPU fallback: <reason>`` for a backend that runs on the CPU although a GPU was asked for."""
+    return f" · CPU fallback: {backend['fallback']}" if backend.get("fallback") else ""
+
+
+@contextlib.contextmanager
+def stage_spinner(description: str, *, first: str | None = None, enabled: bool = True) -> Iterator[None]:
+    """A transient spinner on stderr naming the stage the work is in (see :mod:`normresnet_export._progress`).
+
+    Shows ``description: <stage>`` and the time elapsed, redrawn at every stage the library
+    announces inside the block, and erased at the end. Nothing is drawn when stderr is not a
+    terminal or when ``enabled`` is false (``--json``), so logs and pipelines stay clean.
+
+    Args:
+        description: What the command does (``exporting``).
+        first: The stage shown until the library announces one (``load``).
+        enabled: Draw at all (the CLI passes ``not --json``).
+    """
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from normresnet_export._progress import listening
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{description}: {first}" if first else description, total=None)
+        progress.refresh()
+
+        def show(name: str) -> None:
+            progress.update(task, description=f"{description}: {printable(name)}", refresh=True)
+
+        with listening(show):
+            yield
+
+
 def print_predictions(report: Any) -> None:
     """Per image: the top classes with their probabilities, or the reason it failed (on stderr)."""
     backend = report.backend
-    _say(f"{backend['label']}: {backend['runtime']} · {backend['provider']} · {backend['precision']}")
+    _say(
+        f"{backend['label']}: {backend['runtime']} · {backend['provider']} · {backend['precision']}"
+        f"{_fallback(backend)}"
+    )
     rows = []
     for prediction in report.predictions:
         if prediction.error:
@@ -241,19 +326,25 @@ def print_predictions(report: Any) -> None:
 def print_check_report(report: Any) -> None:
     """Agreement and latency tables of :func:`normresnet_export.check.check`, then a one-line verdict."""
     reference = report.reference
+    kind = getattr(report, "reference_kind", "unfolded")
     _say(
         f"reference: {reference['label']} · {reference['runtime']} · {reference['provider']} · "
-        f"{reference['precision']}; data: {report.data}"
+        f"{reference['precision']}{_fallback(reference)}; data: {report.data}"
     )
+    shown = {reference.get("fallback")}
+    for a in report.agreements:  # every other reason once, naming the backend
+        if a.backend.get("fallback") not in shown:
+            shown.add(a.backend["fallback"])
+            _say(f"  {a.label}: CPU fallback: {a.backend['fallback']}")
     labelled = report.reference_accuracy is not None
     rows = [
         {
             "backend": a.label,
-            "provider": a.backend["provider"],
+            "provider": a.backend["provider"] + (" (CPU fallback)" if a.backend.get("fallback") else ""),
             "precision": a.backend["precision"],
             "max_abs": _number(a.deviation.max_abs),
             "max_rel": _number(a.deviation.max_rel),
-            "limit": _number(a.limit),
+            "limit": "gate" if getattr(a, "gate", None) is not None else _number(a.limit),
             "top1": f"{a.deviation.top1_agreement:.2%}",
             "accuracy": "" if a.accuracy is None else f"{a.accuracy:.2%}",
             "verdict": "ok" if a.passed else "FAIL",
@@ -272,7 +363,7 @@ def print_check_report(report: Any) -> None:
     if labelled:
         columns.append(Column("accuracy", "accuracy", "right"))
     columns.append(Column("verdict", ""))
-    title = f"against the unfolded checkpoint, {report.samples} samples"
+    title = f"against the {kind} checkpoint, {report.samples} samples"
     if labelled:
         title += f" (its accuracy: {report.reference_accuracy:.2%})"
     print_table(rows, columns, title=title)
@@ -288,10 +379,13 @@ def print_check_report(report: Any) -> None:
                 Column("images_per_s", "images/s", "right", format=lambda v: f"{v:,.0f}"),
                 Column("speedup", "speed-up", "right", format=lambda v: f"{v:.2f}×"),
             ),
-            title="latency (interleaved blocks; speed-up over eager (unfolded) at the same batch)",
+            title=f"latency (interleaved blocks; speed-up over {reference['label']} at the same batch)",
         )
     if report.passed:
         count = len(report.agreements)
-        _say(f"PASS: {count} backend{'s agree' if count != 1 else ' agrees'} with the unfolded checkpoint")
+        if count == 0:  # a folded reference and no artefacts: nothing was compared with it
+            _say(f"PASS: nothing to compare: give exported files to check them against the {kind} checkpoint")
+        else:
+            _say(f"PASS: {count} backend{'s agree' if count != 1 else ' agrees'} with the {kind} checkpoint")
     else:
         _say("FAIL: " + "; ".join(report.failures()))

@@ -9,9 +9,13 @@ A checkpoint is ``torch.save`` of a dict that loads with ``torch.load(weights_on
     metrics: dict                      train_state: dict | None
     versions: dict                     (normexport and torch that wrote it)
     fold_report: dict | None           (folded checkpoints: what was folded, measured deviations)
+    stream_bn_removed: list[str]       (folded checkpoints: the residual-stream BatchNorms removed)
 
 A folded checkpoint holds the state_dict of the folded network. It is loaded by building
 ``arch`` shape-only (meta device), folding that structure, and loading the weights into it.
+Which residual-stream BatchNorms the fold removed depends on their values, so the file
+lists them and the rebuild removes exactly those; a folded file written before that pass
+existed has no list and rebuilds with every such BatchNorm kept, as it was folded.
 
 A ``.safetensors`` file holds the same weights with the other fields as JSON in its
 header (``__metadata__["normexport"]``); it is the format for distributing weights and
@@ -41,8 +45,8 @@ from normresnet_export._version import __version__
 from normresnet_export.errors import CheckpointError, InputError, first_line
 from normresnet_export.files.reading import not_a_checkpoint, read_file
 from normresnet_export.files.recognise import recognise, recognise_state_dict
-from normresnet_export.fold import FoldReport, fold_model
-from normresnet_export.models import create_model, model_info
+from normresnet_export.fold import FoldReport, fold_model, stream_bn_removed
+from normresnet_export.models import build_record, create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
 FORMAT = "normexport.checkpoint"
@@ -152,12 +156,18 @@ def _configuration(module: nn.Module) -> tuple[str, str]:
     return type(module).__name__, re.sub(r"momentum=[^,]*, ", "", module.extra_repr())
 
 
-def model_shapes(arch: str, model_kwargs: dict[str, Any], *, folded: bool) -> nn.Module:
-    """The model ``arch`` describes, folded if asked, built on the meta device (shapes only, no memory)."""
+def model_shapes(
+    arch: str, model_kwargs: dict[str, Any], *, folded: bool, stream_bn_removed: Sequence[str] = ()
+) -> nn.Module:
+    """The model ``arch`` describes, folded if asked, built on the meta device (shapes only, no memory).
+
+    ``stream_bn_removed``: the residual-stream BatchNorms the fold removed (a folded
+    checkpoint's record); the others stay, as per-channel affines.
+    """
     with torch.device("meta"):
         model = create_model(arch, **model_kwargs).eval()
     if folded:
-        model = fold_model(model, check=False).model
+        model = fold_model(model, check=False, stream_bn_removed=stream_bn_removed).model
     return model
 
 
@@ -167,7 +177,8 @@ def _check_model_matches(model: nn.Module, arch: str, model_kwargs: dict[str, An
     Compares, against a shape-only (meta device) build, the state-dict keys and shapes and
     every module's type and configuration.
     """
-    reference = model_shapes(arch, model_kwargs, folded=folded)
+    removed = stream_bn_removed(model) if folded else []
+    reference = model_shapes(arch, model_kwargs, folded=folded, stream_bn_removed=removed)
     problem = describe_mismatch(reference.state_dict(), model.state_dict())
     if not problem:
         ours = {name: _configuration(m) for name, m in model.named_modules()}
@@ -215,11 +226,47 @@ def _shareable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _builder_keywords(
+    model: nn.Module, arch: str | None, model_kwargs: Mapping[str, Any] | None
+) -> tuple[str, dict[str, Any]]:
+    """The arch and complete keywords to record: the caller's, checked against what create_model recorded."""
+    recorded = build_record(model)
+    if arch is None and recorded is None:
+        raise InputError(
+            "save_checkpoint needs arch= (the registered name) for a model that create_model did not "
+            "build; pass arch and model_kwargs, or build the model with nx.create_model"
+        )
+    if arch is not None:
+        model_info(arch)  # an unknown name is that, whatever the model
+    if recorded is not None and arch is not None and arch != recorded[0]:
+        raise InputError(
+            f"arch={arch!r} contradicts the model, which create_model built as {recorded[0]!r}; "
+            "leave arch out (it is recorded on the model) or save the model it names"
+        )
+    given = dict(model_kwargs or {})
+    if recorded is None:
+        return arch, model_info(arch).resolve_kwargs(**given)  # type: ignore[arg-type]
+    built, built_kwargs = recorded
+    kwargs = model_info(built).resolve_kwargs(**given)
+    # Only the keywords the caller gave are compared: the rest are the recorded ones.
+    differ = [
+        f"{key}={kwargs[key]!r} (built with {built_kwargs.get(key)!r})"
+        for key in given
+        if kwargs[key] != built_kwargs.get(key)
+    ]
+    if differ:
+        raise InputError(
+            f"model_kwargs contradict the keywords create_model built the model with: {', '.join(differ)}; "
+            "leave model_kwargs out (they are recorded on the model)"
+        )
+    return built, built_kwargs
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
     *,
-    arch: str,
+    arch: str | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     preprocessing: Preprocessing | None = None,
     labels: list[str] | None = None,
@@ -233,14 +280,17 @@ def save_checkpoint(
 
     A path ending in ``.safetensors`` writes the distribution format; anything else a
     ``torch.save`` file. ``model_kwargs`` is completed with the builder's defaults before
-    it is stored, so the file rebuilds the same model even if a default changes later.
+    it is stored, so the file rebuilds the same model even if a default changes later. A
+    model built by :func:`normresnet_export.create_model` (or folded from one) carries its
+    name and keywords, so ``arch`` and ``model_kwargs`` can be left out for it.
 
     Args:
         path: Destination file, in an existing directory; a link, a device or another non-file
             there is refused (see :func:`normresnet_export._io.check_output`).
         model: A model built by :func:`normresnet_export.create_model` (any device, any mode).
-        arch: Its registered name.
-        model_kwargs: The keywords it was built with (defaults filled in).
+        arch: Its registered name; default: the one ``create_model`` recorded on the model.
+        model_kwargs: The keywords it was built with (defaults filled in); default: the ones
+            ``create_model`` recorded (``{}``, the defaults, for a model built another way).
         preprocessing: Evaluation preprocessing; recorded so exports and ``predict`` reuse it.
         labels: Class names, one per output.
         metrics: Numbers or strings to record (``top1``, ``epoch``, …).
@@ -255,12 +305,14 @@ def save_checkpoint(
 
     Raises:
         UnknownModelError: ``arch`` is not registered.
-        InputError: The model does not match ``arch``/``model_kwargs``, bad labels or metrics,
+        InputError: No ``arch`` for a model ``create_model`` did not build, an ``arch`` or
+            ``model_kwargs`` that contradicts what it recorded, a model that does not match
+            ``arch``/``model_kwargs``, bad labels or metrics,
             ``train_state`` with a ``.safetensors`` path, or an output path refused by
             :func:`normresnet_export._io.check_output`.
     """
     path = check_output(path, inputs=inputs)
-    kwargs = model_info(arch).resolve_kwargs(**dict(model_kwargs or {}))
+    arch, kwargs = _builder_keywords(model, arch, model_kwargs)
     if fold_report is not None and not folded:
         raise InputError("a fold_report belongs to a folded model; pass folded=True")
     _check_model_matches(model, arch, kwargs, folded=folded)
@@ -274,6 +326,7 @@ def save_checkpoint(
         "model_kwargs": kwargs,
         "folded": folded,
         "fold_report": dict(fold_report) if fold_report is not None else None,
+        **({"stream_bn_removed": stream_bn_removed(model)} if folded else {}),
         "preprocessing": preprocessing.to_dict() if preprocessing else None,
         "labels": labels,
         "metrics": metrics_dict,
@@ -424,13 +477,16 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: field 'state_dict' must map names to tensors")
     folded = _field(payload, "folded", bool, path)
     kind = "folded " if folded else ""
+    removed = payload.get("stream_bn_removed") or []  # absent: folded before stream BatchNorms were removed
+    if not (isinstance(removed, list) and all(isinstance(name, str) for name in removed)):
+        raise CheckpointError(f"{path}: field 'stream_bn_removed' must be a list of module names")
     try:
         preprocessing = (
             Preprocessing.from_dict(payload["preprocessing"]) if payload.get("preprocessing") else None
         )
         # Shapes first, on meta (no memory): model_kwargs from a file may describe a model far larger
         # than its weights (num_classes=10**9), which must be refused before it is allocated.
-        shapes = model_shapes(arch, kwargs, folded=folded)
+        shapes = model_shapes(arch, kwargs, folded=folded, stream_bn_removed=removed)
     except InputError as exc:  # unknown arch, bad keywords, bad preprocessing
         raise CheckpointError(f"{path}: {exc}") from None
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # keywords of the wrong kind
@@ -475,12 +531,14 @@ def fold_checkpoint(
     destination: str | os.PathLike[str],
     *,
     input_size: Sequence[int] | None = None,
+    keep_stream_bn: bool = False,
 ) -> FoldReport:
     """Fold the model of a checkpoint and write a folded checkpoint (only if the check passes).
 
     The check runs at ``input_size``, by default the checkpoint's preprocessing size or
     else the architecture's design size. A failed check writes nothing; the caller reads
-    ``report.passed`` (the CLI exits with 1).
+    ``report.passed`` (the CLI exits with 1). ``keep_stream_bn`` keeps the residual-stream
+    BatchNorms as per-channel affines (see :func:`~normresnet_export.fold.fold_model`).
 
     Raises:
         InputError: ``destination`` is ``source`` (the fold would replace the trained checkpoint,
@@ -491,7 +549,9 @@ def fold_checkpoint(
     checkpoint = load_checkpoint(source)
     if checkpoint.folded:
         raise InputError(f"{source} is already folded")
-    result = fold_model(checkpoint.model, input_size=input_size or checkpoint.input_size)
+    result = fold_model(
+        checkpoint.model, input_size=input_size or checkpoint.input_size, keep_stream_bn=keep_stream_bn
+    )
     if result.report.passed:
         folded = dataclasses.replace(
             checkpoint, model=result.model, folded=True, fold_report=result.report.to_dict(), train_state=None

@@ -52,8 +52,9 @@ SCHEMA = 1
 METADATA_PREFIX = "normexport."
 #: Name of the extra file that holds the metadata in TorchScript and ``.pt2`` files.
 EXTRA_FILE = "normexport.json"
-#: Compute precisions (input and output are float32 in both).
-PRECISIONS = ("float32", "float16")
+#: Compute precisions (input and output are float32 in all): int8 is a statically quantised
+#: (QDQ) ONNX model, written only once it passed the accuracy gate.
+PRECISIONS = ("float32", "float16", "int8")
 
 
 def _invalid(where: str, name: str, expected: str, value: Any) -> InputError:
@@ -176,13 +177,16 @@ class ModelMetadata:
         fold: The fold's compact record (pattern counts, kept groups, deviations, verdict, as
             ``FoldReport.to_compact_dict`` gives it); for a checkpoint folded beforehand only its
             pattern counts and verdict; ``None`` for an unfolded network.
-        precision: The compute precision, ``"float32"`` or ``"float16"`` (input and output are
-            float32 either way).
+        precision: The compute precision, ``"float32"``, ``"float16"`` or ``"int8"`` (input and
+            output are float32 either way).
         input: The input tensor; its first dimension is ``"batch"`` unless the export pinned it.
         output: The output tensor (logits).
         version: The normexport version that wrote the file.
         torch: The torch version that wrote the file.
         onnx: How an ONNX file was made; ``None`` in the other formats (and absent from :meth:`to_dict`).
+        verified: Whether the artefact was run against the model before it was written: ``False``
+            for an export with ``--no-check`` (unverified), ``None`` where not recorded (files from
+            before this field, the eager backend; absent from :meth:`to_dict` then).
     """
 
     schema: int = SCHEMA
@@ -198,6 +202,7 @@ class ModelMetadata:
     version: str | None = None
     torch: str | None = None
     onnx: OnnxRecord | None = None
+    verified: bool | None = None
 
     # ----------------------------------------------------------------------------------- building
 
@@ -211,6 +216,7 @@ class ModelMetadata:
         input_size: Sequence[int] | None = None,
         input: TensorSpec | None = None,
         output: TensorSpec | None = None,
+        verified: bool | None = None,
     ) -> ModelMetadata:
         """What a deployed copy of ``checkpoint`` carries: the one place this record is made.
 
@@ -225,6 +231,7 @@ class ModelMetadata:
                 preprocessing is adjusted to it (crop to it, resize in the same ratio).
             input: The input tensor (exports; the eager backend has no named input).
             output: The output tensor.
+            verified: Whether the artefact is checked against the model before it is written.
 
         Raises:
             InputError: An unknown precision.
@@ -252,6 +259,7 @@ class ModelMetadata:
             output=output,
             version=str(__version__),
             torch=str(torch.__version__),
+            verified=verified,
         )
 
     def with_batch(self, batch: int | None) -> ModelMetadata:
@@ -287,6 +295,8 @@ class ModelMetadata:
         }
         if self.onnx is not None:
             data["onnx"] = dataclasses.asdict(self.onnx)
+        if self.verified is not None:
+            data["verified"] = self.verified
         return data
 
     @classmethod
@@ -346,6 +356,7 @@ class ModelMetadata:
             version=_optional(data, "version", str, where),
             torch=_optional(data, "torch", str, where),
             onnx=OnnxRecord.from_dict(data["onnx"], where=where) if data.get("onnx") else None,
+            verified=_optional(data, "verified", bool, where),
         )
 
     # ----------------------------------------------------------------------------------- encodings

@@ -38,21 +38,61 @@ IMPORT_SOURCES: tuple[str, ...] = (
     "torchvision",
 )
 
+#: The ``source`` of a weights entry in this project's own checkpoint format (no importer needed).
+NATIVE_SOURCE: str = "normexport"
+
+#: Who wrote a pretrained-weights file of ``weights/registry.toml``: every import source, or us.
+WEIGHT_SOURCES: tuple[str, ...] = (*IMPORT_SOURCES, NATIVE_SOURCE)
+
 #: The five research families of the model registry.
 FAMILIES: tuple[str, ...] = ("torch-resnet", "tau-resnet", "procresnet", "leno", "diracnet")
 
 #: What a registered architecture is designed for (its input size follows from it).
 DESIGN_DATASETS: tuple[str, ...] = ("cifar", "imagenet")
 
-#: Data that ``normexport check --data`` compares on.
-DATA_KINDS: tuple[str, ...] = ("random", "digits", "folder:DIR")
+#: The data sets every command names the same way (``train --dataset``, ``check --data``,
+#: ``analyze gradnorm --data``, the calibration of low-precision exports): the bundled digits,
+#: CIFAR-10/100 from a local copy, an ImageNet-layout folder (``--data-dir``), any
+#: class-per-directory tree, and seeded random inputs.
+DATA_KINDS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet", "folder:DIR", "random")
 
-#: Data sets that ``normexport train --dataset`` reads.
-TRAINING_DATASETS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet", "folder")
+#: Data sets that ``normexport train --dataset`` reads: every kind but ``random`` (it has nothing
+#: to learn). ``--dataset folder --data-dir D`` is the same as ``--dataset folder:D``.
+TRAINING_DATASETS: tuple[str, ...] = tuple(kind for kind in DATA_KINDS if kind != "random")
 
 #: How ProcResNet training projects its transition convolutions.
 PROJECTION_MODES: tuple[str, ...] = ("exact", "reference")
 
+#: Tensor element types of the KServe v2 (Open Inference) protocol that ``normexport serve`` speaks;
+#: ``BYTES`` (length-prefixed strings) carries the classification extension's answers.
+KSERVE_DATATYPES: tuple[str, ...] = (
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+)
+
 #: What ``normexport analyze gradnorm`` measures: residual blocks, and the stand-alone layers
 #: between two blocks on the main path (ProcResNet's transition convolutions).
 ANALYSIS_UNITS: tuple[str, ...] = ("block", "layer")
+
+#: What runs an ``.onnx`` file (``predict``, ``check``, ``serve`` ``--runtime``): ONNX Runtime, or
+#: OpenVINO (the optional extra ``normresnet-export[openvino]``).
+RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
+
+#: The inference precision asked of a runtime (``--precision``). ``bf16`` is OpenVINO's bfloat16
+#: compute on CPUs with AVX512-BF16 or AMX; float16 models are exported with ``export --fp16``.
+INFERENCE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+
+#: How ONNX Runtime's static quantisation picks activation ranges from the calibration data
+#: (``export --int8 --calibration-method``).
+CALIBRATION_METHODS: tuple[str, ...] = ("minmax", "entropy", "percentile")

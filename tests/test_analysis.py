@@ -229,4 +229,4 @@ def test_training_logs_the_ratios_every_n_steps(tmp_path):
     assert all(len(r["ratios"]) == 9 and all(v > 0 for v in r["ratios"]) for r in logged["records"])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["log_gradnorm"] == 2
     with Image.open(tmp_path / "run" / "curves.png") as image:
-        assert image.width == 1500  # three panels: loss, accuracy, gradient ratios
+        assert image.width == 2000  # four panels: loss, accuracy, learning rate, gradient ratios

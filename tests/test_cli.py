@@ -38,7 +38,7 @@ def test_models_table_never_truncates_names(monkeypatch):
 def test_models_filters():
     result = runner.invoke(app, ["models", "preact_wide_*", "--json"])
     assert {r["name"] for r in json.loads(result.stdout)} == set(nx.list_models("preact_wide_*"))
-    result = runner.invoke(app, ["models", "--dataset", "imagenet", "--family", "diracnet", "--json"])
+    result = runner.invoke(app, ["models", "--kind", "imagenet", "--family", "diracnet", "--json"])
     assert [r["name"] for r in json.loads(result.stdout)] == ["diracnet18", "diracnet34"]
     result = runner.invoke(app, ["models", "nothing_like_this*"])
     assert result.exit_code == 0 and "no registered model matches" in result.stderr
@@ -48,7 +48,7 @@ def test_models_filters():
     ("args", "message"),
     [
         (["models", "--family", "vgg"], "error: unknown family 'vgg'; expected one of torch-resnet"),
-        (["models", "--dataset", "mnist"], "error: unknown dataset kind 'mnist'"),
+        (["models", "--kind", "mnist"], "error: unknown dataset kind 'mnist'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(args, message):
@@ -88,7 +88,7 @@ USAGE_ERRORS = [
         "check",
     ),
     (["analyze", "gradnorm", "resnet20", "--bogus"], "No such option: --bogus", "analyze gradnorm"),
-    (["analyze", "spectrum"], "Missing argument 'model'", "analyze spectrum"),
+    (["analyze", "spectrum"], "Missing argument 'MODEL'", "analyze spectrum"),
 ]
 
 

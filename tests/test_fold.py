@@ -76,6 +76,10 @@ def test_fold_is_exact_across_the_registry(name):
     assert f32.top1_agreement == 1.0
     ops = report.ops_after
     assert "BatchNorm2d" not in ops and not any(op.startswith("Dirac") for op in ops)
+    # The residual-stream BatchNorms leave too; the ProcResNet baselines keep four (the first block
+    # reads a ReLU's output, and each later shortcut BN shares its stream with the block's bn1).
+    kept = 4 if name.startswith("procresnet_baseline") else 0
+    assert report.stream_bn_counts()["kept"] == ops.get("ChannelAffine", 0) == kept
     if name in POST_ACTIVATION:
         assert "ChannelAffine" not in ops  # nothing but conv / ReLU / add / pool / linear
     # the input model is untouched and shares no memory with the folded one
@@ -85,34 +89,38 @@ def test_fold_is_exact_across_the_registry(name):
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs", "affines"),
+    ("name", "kwargs", "affines", "stream_removed"),
     [
-        ("lenoresnet50", {}, 12),  # (N - 2) bn0 + 1 end bn3 per stage
-        ("lenoresnet101", {}, 29),
-        ("procresnet166", {}, 55),  # one bn1 per block + the head bn
-        ("procresnet_baseline164", {}, 58),  # + the three shortcut BNs; the stem BN folds
-        ("preact_resnet20", {}, 10),  # every block's bn1 + norm
-        ("preact_resnet164", {}, 54),  # the stem conv feeds only block 0's bn1: that one folds
-        ("preact_resnet110", {"shortcut": "C"}, 0),  # every BN normalises a sum of two convs
-        ("leno_baseline_preactresnet50", {}, 17),
+        ("lenoresnet50", {}, 12, 12),  # (N - 2) bn0 + 1 end bn3 per stage
+        ("lenoresnet101", {}, 29, 29),
+        ("procresnet166", {}, 55, 55),  # one bn1 per block + the head bn
+        ("procresnet_baseline164", {}, 58, 54),  # + the three shortcut BNs; the stem BN folds
+        ("preact_resnet20", {}, 10, 10),  # every block's bn1 + norm
+        ("preact_resnet164", {}, 54, 54),  # the stem conv feeds only block 0's bn1: that one folds
+        ("preact_resnet110", {"shortcut": "C"}, 0, 0),  # every BN normalises a sum of two convs
+        ("leno_baseline_preactresnet50", {}, 17, 17),
     ],
 )
-def test_only_the_batchnorms_the_spec_calls_unfoldable_remain(name, kwargs, affines):
+def test_only_the_batchnorms_the_spec_calls_unfoldable_remain(name, kwargs, affines, stream_removed):
+    """``affines``: the BatchNorms no conv precedes (kept with ``keep_stream_bn``); most of them leave."""
     model = randomise_for_folding(nx.create_model(name, **kwargs).eval())
+    kept = fold_model(model, check=False, keep_stream_bn=True).report
+    assert kept.ops_after.get("ChannelAffine", 0) == affines and kept.stream_bn_removed is None
+    assert all("→ ChannelAffine" in u.op and u.reason for u in kept.unfolded if "BatchNorm" in u.op)
     report = fold_model(model, check=False).report
-    assert report.ops_after.get("ChannelAffine", 0) == affines
-    assert all("→ ChannelAffine" in u.op and u.reason for u in report.unfolded if "BatchNorm" in u.op)
+    assert len(report.stream_bn_removed) == stream_removed
+    assert report.ops_after.get("ChannelAffine", 0) == affines - stream_removed
 
 
 def test_folded_diracnets_are_plain_chains_with_the_published_parameter_counts():
     for name, params in (("diracnet18", 11_511_784), ("diracnet34", 21_616_232)):  # folded DiracNet sizes
         report = fold_model(randomise_for_folding(nx.create_model(name).eval()), check=False).report
         assert report.parameters_after == params
-        assert set(report.ops_after) == {"Conv2d", "GlobalAvgPool2d", "Linear", "MaxPool2d", "ReLU", "relu"}
+        assert set(report.ops_after) == {"Conv2d", "GlobalAvgPool2d", "Linear", "MaxPool2d", "relu"}
 
 
 def test_report_explains_what_stayed():
-    leno = fold_model(nx.create_model("lenoresnet50").eval(), check=False).report
+    leno = fold_model(nx.create_model("lenoresnet50").eval(), check=False, keep_stream_bn=True).report
     reasons = {u.reason for u in leno.unfolded}
     assert "two convolutions in a row: merging them is not exact across zero padding" in reasons
     assert "it follows a residual addition, not a convolution" in reasons
@@ -311,7 +319,10 @@ def test_folded_model_predicts_the_same_digits(name):
             F.cross_entropy(model(images[batch]), labels[batch]).backward()
             optimizer.step()
     model.eval()
-    folded = fold_model(model, input_size=(3, 16, 16)).model
+    result = fold_model(model, input_size=(3, 16, 16))
+    folded = result.model
+    if name.startswith("preact"):  # trained statistics: the residual-stream BatchNorms leave too
+        assert result.report.stream_bn_counts() == {"removed": 10, "kept": 0}
     with torch.no_grad():
         before, after = model(images).argmax(1), folded(images).argmax(1)
     assert torch.equal(before, after)  # 100% top-1 agreement on all 1,797 real images
@@ -367,10 +378,11 @@ def test_cli_fold_writes_a_folded_checkpoint_and_reports(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["passed"] and report["output"] == str(tmp_path / "f.pt")
-    assert report["ops_after"]["ChannelAffine"] == 55 and "BatchNorm2d" not in report["ops_after"]
+    assert "ChannelAffine" not in report["ops_after"] and "BatchNorm2d" not in report["ops_after"]
+    assert report["stream_bn"] == {"removed": 55, "kept": 0}
     assert math.isclose(report["limits"]["float32"], 1e-5)
     assert nx.load_checkpoint(tmp_path / "f.pt").folded
-    table = runner.invoke(app, ["fold", str(source), "-o", str(tmp_path / "g.pt")])
+    table = runner.invoke(app, ["fold", str(source), "-o", str(tmp_path / "g.pt"), "--keep-stream-bn"])
     assert table.exit_code == 0 and "PASS" in table.stdout and "kept" in table.stdout
 
 

@@ -39,8 +39,9 @@ def test_every_public_name_resolves():
     assert not missing, f"normresnet_export.__all__ names what the package does not define: {missing}"
 
 
-def test_the_wheel_ships_the_license_py_typed_and_the_catalogue(tmp_path):
-    """pyproject says MIT and the package is typed: the wheel a user installs must carry both."""
+def test_the_wheel_ships_the_license_py_typed_the_catalogue_and_the_weights(tmp_path):
+    """pyproject says MIT and the package is typed: the wheel a user installs must carry both, and
+    the weights registry with its label files and digits weights (`normexport models` reads it)."""
     import zipfile
     from pathlib import Path
 
@@ -56,5 +57,8 @@ def test_the_wheel_ships_the_license_py_typed_and_the_catalogue(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "normresnet_export/py.typed" in names and "normresnet_export/models/catalogue.json" in names
+    shipped = {f"normresnet_export/shipped_weights/{p.name}" for p in (root / "weights").iterdir()}
+    assert "normresnet_export/shipped_weights/registry.toml" in shipped
+    assert shipped <= set(names), sorted(shipped - set(names))
     license_file = next(n for n in names if n.endswith(".dist-info/licenses/LICENSE"))
     assert b"MIT License" in zipfile.ZipFile(wheel).read(license_file)

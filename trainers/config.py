@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from normresnet_export.data.sets import data_kind, parse_data_set
 from normresnet_export.errors import InputError
 from normresnet_export.nn.procrustes import PROJECTION_MODES
 from trainers.datasets import DATASETS
@@ -33,7 +34,8 @@ class TrainConfig:
 
     Attributes:
         arch: Registered model name.
-        dataset: ``digits``, ``cifar10``, ``cifar100``, ``imagenet`` or ``folder``.
+        dataset: ``digits``, ``cifar10``, ``cifar100``, ``imagenet``, ``folder:DIR``, or ``folder``
+            with ``data_dir`` (the same; ``folder:DIR`` is stored as that).
         data_dir: Where the data set lives (CIFAR default ``./data``).
         download: Fetch CIFAR when it is missing.
         epochs: Training epochs (recipe default).
@@ -91,8 +93,15 @@ class TrainConfig:
         self.out = Path(self.out) if self.out is not None else None
         self.data_dir = Path(self.data_dir) if self.data_dir is not None else None
         problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"unknown dataset {self.dataset!r}; expected one of {', '.join(DATASETS)}")
+        try:
+            if data_kind(self.dataset, option="--dataset", kinds=DATASETS)[1] is not None:
+                # folder:D is --dataset folder --data-dir D, and recorded so (resume, run names)
+                chosen = parse_data_set(
+                    self.dataset, data_dir=self.data_dir, option="--dataset", kinds=DATASETS
+                )
+                self.dataset, self.data_dir = chosen.kind, chosen.root
+        except InputError as exc:
+            problems.append(str(exc))
         if self.device not in DEVICES:
             problems.append(f"unknown device {self.device!r}; expected one of {', '.join(DEVICES)}")
         if self.procrustes is not None and self.procrustes not in PROJECTION_MODES:

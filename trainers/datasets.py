@@ -3,11 +3,15 @@
 * ``digits``: scikit-learn's bundled handwritten digits (``normresnet_export.data.digits``:
   1,797 real images as 32×32 RGB, no download, a fixed split of 1,437 training and 360 test
   images). It makes every family trainable, and checkable, on a machine without data.
-* ``cifar10`` / ``cifar100``: torchvision's readers of the python batches; nothing is fetched
-  unless ``--download`` is given.
+* ``cifar10`` / ``cifar100``: the python batches of a local copy in ``--data-dir`` (default
+  ``./data``), read by ``normresnet_export.data.cifar``; nothing is fetched unless
+  ``--download`` is given.
 * ``imagenet``: ``DATA_DIR/train`` and ``DATA_DIR/val``, one directory per class.
-* ``folder``: any class-per-directory tree; with ``train/`` and ``val/`` (or ``test/``)
-  sub-trees those are used, otherwise a fixed 90/10 split of the whole tree.
+* ``folder:DIR`` (or ``folder`` with ``--data-dir DIR``): any class-per-directory tree; with
+  ``train/`` and ``val/`` (or ``test/``) sub-trees those are used, otherwise a fixed 90/10
+  split of the whole tree.
+
+The name is resolved as every command resolves it (``normresnet_export.data.sets``).
 
 Small data sets (digits, CIFAR) live in memory as ``uint8`` tensors and are augmented with
 the recipe's random crop (+ flip; digits are not mirror-symmetric, so no flip for them).
@@ -32,6 +36,8 @@ import torch
 from torch.utils.data import Dataset
 
 from normresnet_export.data import digits
+from normresnet_export.data.cifar import read_cifar
+from normresnet_export.data.sets import CIFAR_KINDS, parse_data_set
 from normresnet_export.errors import InputError
 from normresnet_export.preprocess import PRESETS, Preprocessing
 from normresnet_export.vocabulary import TRAINING_DATASETS
@@ -40,10 +46,6 @@ from trainers.transforms import CropFlip, sample_seed
 
 DATASETS = TRAINING_DATASETS
 
-_CIFAR = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", "CIFAR-10", "about 170 MB"),
-    "cifar100": ("CIFAR100", "cifar-100-python", "CIFAR-100", "about 170 MB"),
-}
 _FOLDER_TEST_FRACTION = 0.1
 _SPLIT_SEED = 0  # fixed: the test split must not move with --seed
 
@@ -185,28 +187,12 @@ def _cifar(
     limit_train: int | None,
     limit_test: int | None,
 ) -> DataSource:
-    class_name, folder, title, size = _CIFAR[name]
-    if not (root / folder).is_dir() and not download:
-        raise InputError(
-            f"{title} is not in {root} (expected the directory {root / folder}); pass --download to fetch "
-            f"it ({size}) into {root}, or point --data-dir at the directory that holds {folder}/"
-        )
-    import torchvision
-
-    reader = getattr(torchvision.datasets, class_name)
-    try:
-        train = reader(str(root), train=True, download=download)
-        test = reader(str(root), train=False, download=download)
-    except (RuntimeError, OSError) as exc:
-        hint = (
-            "check the network, or download it elsewhere" if download else "pass --download to fetch it again"
-        )
-        raise InputError(f"cannot read {title} from {root}: {exc}; {hint}") from None
+    train = read_cifar(name, root, split="train", download=download)
+    test = read_cifar(name, root, split="test", download=download)
 
     def tensors(split: Any, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        n = _limit(len(split.targets), limit)
-        images = torch.from_numpy(split.data[:n]).permute(0, 3, 1, 2).contiguous()
-        return images, torch.tensor(split.targets[:n], dtype=torch.int64)
+        n = _limit(len(split.labels), limit)
+        return split.images[:n], split.labels[:n]
 
     preset = PRESETS[recipe.normalization or name]
     augment = CropFlip(padding=4, mode=recipe.padding, flip=True)
@@ -316,7 +302,7 @@ def load_data(
     """Open a data set for training.
 
     Args:
-        dataset: One of :data:`DATASETS`.
+        dataset: One of :data:`DATASETS` (or ``folder`` with ``data_dir``).
         recipe: The training recipe (its crop padding and normalisation for small data sets).
         input_size: The model's design input side (folders are cropped to it; digits and CIFAR are 32).
         data_dir: Where the data lives (CIFAR default ``./data``; required for folders).
@@ -329,18 +315,15 @@ def load_data(
         InputError: Unknown data set, missing or malformed data directory, CIFAR missing without
             ``--download``.
     """
-    if dataset not in DATASETS:
-        raise InputError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    chosen = parse_data_set(dataset, data_dir=data_dir, download=download, option="--dataset", kinds=DATASETS)
     for name, limit in (("limit_train", limit_train), ("limit_test", limit_test)):
         if limit is not None and limit < 1:
             raise InputError(f"{name} must be at least 1, got {limit}")
-    if dataset == "digits":
+    if chosen.kind == "digits":
         return _digits(recipe, seed, limit_train, limit_test)
-    if dataset in _CIFAR:
-        return _cifar(dataset, Path(data_dir or "data"), download, recipe, seed, limit_train, limit_test)
-    if data_dir is None:
-        raise InputError(f"--dataset {dataset} needs --data-dir pointing at the image tree")
-    root = Path(data_dir)
+    root: Path = chosen.root  # type: ignore[assignment]
+    if chosen.kind in CIFAR_KINDS:
+        return _cifar(chosen.kind, root, download, recipe, seed, limit_train, limit_test)
     if not root.is_dir():
         raise InputError(f"data directory {root} does not exist (or is not a directory)")
-    return _folders(dataset, root, input_size, seed, limit_train, limit_test)
+    return _folders(chosen.kind, root, input_size, seed, limit_train, limit_test)

@@ -55,11 +55,28 @@ def _plot_gradnorm(axes: Any, history: Sequence[dict[str, Any]]) -> None:
     axes.legend()
 
 
-def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str = "") -> Path | None:
-    """``curves.png``: loss and top-1 accuracy per epoch, train and test. ``None`` without matplotlib.
+def _plot_learning_rate(axes: Any, epochs: Sequence[int], rates: Sequence[float | None]) -> None:
+    """The learning rate per epoch: log axis when every rate is positive (step decays read as equal steps)."""
+    from matplotlib.ticker import MaxNLocator
 
-    A run with ``--log-gradnorm`` gets a third panel: the per-block gradient-norm ratio at its
-    first and its latest record.
+    shown = [(e, r) for e, r in zip(epochs, rates, strict=True) if r is not None]
+    axes.plot([e for e, _ in shown], [r for _, r in shown], marker="o", drawstyle="steps-post", color="C2")
+    if shown and all(r > 0 for _, r in shown):
+        axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylabel("learning rate (end of epoch)")
+    axes.set_title("learning rate")
+    axes.grid(alpha=0.3, which="both")
+
+
+def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str = "") -> Path | None:
+    """``curves.png``: loss and top-1 accuracy per epoch (train and test), and the learning rate.
+
+    The learning-rate panel shows the schedule the run followed (the rate at the end of each
+    epoch, on a log axis, so step decays read as equal steps). A run with ``--log-gradnorm``
+    gets a fourth panel: the per-block gradient-norm ratio at its first and its latest record.
+    ``None`` without matplotlib.
     """
     if not plot_available():
         return None
@@ -69,9 +86,9 @@ def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str
 
     epochs = [row["epoch"] for row in history]
     gradnorm = any(row.get("gradnorm") for row in history)
-    figure = Figure(figsize=(15 if gradnorm else 10, 4), dpi=100)
+    figure = Figure(figsize=(20 if gradnorm else 15, 4), dpi=100)
     FigureCanvasAgg(figure)
-    panels = figure.subplots(1, 3 if gradnorm else 2)
+    panels = figure.subplots(1, 4 if gradnorm else 3)
     loss_axes, acc_axes = panels[0], panels[1]
     for axes, key, label in (
         (loss_axes, "loss", "cross-entropy loss"),
@@ -84,8 +101,9 @@ def write_curves(run_dir: Path, history: Sequence[dict[str, Any]], *, title: str
         axes.set_ylabel(label)
         axes.grid(alpha=0.3)
         axes.legend()
+    _plot_learning_rate(panels[2], epochs, [row.get("lr") for row in history])
     if gradnorm:
-        _plot_gradnorm(panels[2], history)
+        _plot_gradnorm(panels[3], history)
     if title:
         figure.suptitle(title)
     figure.tight_layout()

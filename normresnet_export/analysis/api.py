@@ -28,6 +28,7 @@ from normresnet_export.analysis.sources import (
     load_analysed_model,
     load_batch,
 )
+from normresnet_export.data.sets import parse_data_set
 from normresnet_export.errors import InputError
 from normresnet_export.limits import check_float
 
@@ -40,6 +41,8 @@ def analyze_gradnorm(
     at_init: bool = False,
     seed: int = 0,
     plot: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
 ) -> list[GradnormReport]:
     """The gradient-norm ratios of every residual block of each model, on one batch each.
 
@@ -48,12 +51,14 @@ def analyze_gradnorm(
 
     Args:
         models: Architecture names (built at initialisation with ``seed``) or checkpoint paths.
-        data: ``digits``, ``random`` or ``folder:DIR``.
+        data: ``digits``, ``cifar10``, ``cifar100``, ``imagenet``, ``folder:DIR`` or ``random``.
         batch_size: Samples in the batch (2 to ``limits.MAX_BATCH``).
         at_init: Measure checkpoints' architectures freshly initialised instead of their weights.
         seed: Seed of the initialisation and of the random inputs.
         plot: Write the chart (:func:`~normresnet_export.analysis.plot.plot_gradnorm`) here; the
             path is checked before anything is measured, so a bad one fails at once.
+        data_dir: ``--data-dir``: where CIFAR is (default ``./data``), the ImageNet-layout folder.
+        download: ``--download``: fetch CIFAR when the local copy is missing.
 
     Raises:
         InputError: No model, a batch size or seed out of range (checked before any model is
@@ -65,12 +70,15 @@ def analyze_gradnorm(
         raise InputError("give at least one MODEL (an architecture name or a checkpoint)")
     check_batch_size(batch_size)  # every number, before a model is built
     check_seed(seed)
+    parse_data_set(data, data_dir=data_dir, download=download)  # a bad spelling fails before any model
     if plot is not None:
         check_output(plot, inputs=[spec for spec in models if Path(spec).is_file()])
     reports = []
     for spec in models:
         analysed = load_analysed_model(spec, seed=seed, at_init=at_init)
-        batch = load_batch(data, analysed, batch_size=batch_size, seed=seed)
+        batch = load_batch(
+            data, analysed, batch_size=batch_size, seed=seed, data_dir=data_dir, download=download
+        )
         reports.append(
             measure_gradnorm(
                 analysed.model,

@@ -13,6 +13,7 @@ check`` reads them; ``random`` is seeded standard-normal inputs with seeded rand
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from torch import nn
 from normresnet_export import limits
 from normresnet_export.check.data import load_data
 from normresnet_export.checkpoint import load_checkpoint
+from normresnet_export.data.sets import parse_data_set
 from normresnet_export.errors import InputError, UnknownModelError
 from normresnet_export.limits import MAX_BATCH, MAX_SEED, check_int
 from normresnet_export.models import create_model, model_info
@@ -154,15 +156,26 @@ def check_input_size(input_size: Sequence[int] | None) -> tuple[int, int] | None
     return height, width
 
 
-def load_batch(spec: str, model: AnalysedModel, *, batch_size: int, seed: int = 0) -> Batch:
-    """One batch for ``model``: ``random`` (seeded), ``digits`` or ``folder:DIR``.
+def load_batch(
+    spec: str,
+    model: AnalysedModel,
+    *,
+    batch_size: int,
+    seed: int = 0,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = False,
+) -> Batch:
+    """One batch for ``model``: ``random`` (seeded) or a data set as ``check`` reads it.
+
+    ``data_dir`` and ``download`` are ``--data-dir`` and ``--download`` (see
+    :func:`normresnet_export.data.sets.parse_data_set`).
 
     Raises:
-        InputError: An unknown kind, a folder that is not one, or a batch size out of range
-            (see :func:`check_batch_size`).
+        InputError: An unknown kind, data that is missing or malformed, or a batch size out of
+            range (see :func:`check_batch_size`).
     """
     check_batch_size(batch_size)
-    if spec == "random":
+    if parse_data_set(spec, data_dir=data_dir, download=download).kind == "random":
         generator = torch.Generator().manual_seed(seed)
         inputs = torch.randn(batch_size, *model.input_size, generator=generator)
         targets = torch.randint(0, 10, (batch_size,), generator=generator)
@@ -173,6 +186,8 @@ def load_batch(spec: str, model: AnalysedModel, *, batch_size: int, seed: int = 
         input_size=model.input_size,
         labels=model.labels,
         samples=batch_size,
+        data_dir=data_dir,
+        download=download,
     )
     if data.targets is None:  # every labelled kind has targets; kept for a source that has none
         data.targets = torch.zeros(len(data.inputs), dtype=torch.int64)

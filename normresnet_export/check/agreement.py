@@ -2,7 +2,9 @@
 
 An artefact agrees when its outputs are finite, its largest relative deviation is within the
 limit (the float32 limit of the fold check, or the float16 one for a float16 artefact), and
-every top-1 prediction is the reference's.
+every top-1 prediction is the reference's. A bfloat16 or int8 artefact is judged by the accuracy
+gate instead (:mod:`~normresnet_export.export.gate`: top-1 agreement and accuracy against the
+float32 reference's), its deviation reported beside.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.compare import Deviation, deviation
 from normresnet_export.errors import InputError
+from normresnet_export.export.gate import LOW_PRECISIONS, Gate, GateResult
 from normresnet_export.export.verify import reference_outputs
 from normresnet_export.runtime import Backend
 from normresnet_export.runtime.inputs import dims, fixed_batch, input_mismatch
@@ -30,9 +33,12 @@ class Agreement:
     deviation: Deviation
     limit: float
     accuracy: float | None
+    gate: GateResult | None = None
 
     @property
     def passed(self) -> bool:
+        if self.gate is not None:
+            return self.gate.passed
         d = self.deviation
         return d.finite and d.max_rel is not None and d.max_rel <= self.limit and d.top1_agreement == 1.0
 
@@ -83,6 +89,7 @@ def agreements(
     *,
     chunk: int,
     progress: Callable[[str, int, int], None] | None = None,
+    gate: Gate | None = None,
 ) -> tuple[list[Agreement], float | None]:
     """Each backend against ``reference`` on ``inputs`` (in calls of ``chunk``), and the reference's accuracy.
 
@@ -93,6 +100,7 @@ def agreements(
         targets: Their true classes, or ``None``.
         chunk: Inputs per call.
         progress: Called as ``progress("agreement", done, total)``.
+        gate: What a bfloat16 or int8 backend must achieve (default: :class:`Gate`'s defaults).
     """
     chunks = list(torch.split(inputs, chunk))
     expected, limit32 = reference_outputs(reference, chunks, float16=False)
@@ -106,6 +114,9 @@ def agreements(
             limit16 = limit16 or reference_outputs(reference, chunks, float16=True)[1]
             limit = limit16
         actual = [backend.run_in_batches(c, len(c)) for c in chunks]
+        judged = None
+        if backend.precision in LOW_PRECISIONS:
+            judged = (gate or Gate()).judge(torch.cat(expected), torch.cat(actual), targets)
         found.append(
             Agreement(
                 label=backend.label,
@@ -113,6 +124,7 @@ def agreements(
                 deviation=deviation(expected, actual),
                 limit=limit,
                 accuracy=accuracy(torch.cat(actual), targets),
+                gate=judged,
             )
         )
     return found, accuracy(torch.cat(expected), targets)

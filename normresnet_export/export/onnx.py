@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from normresnet_export._io import commit, staging_directory
+from normresnet_export._progress import stage
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.errors import InputError, first_line
 from normresnet_export.export import contract
@@ -320,11 +321,13 @@ def export_onnx(
     started = time.perf_counter()
     path = Path(path)
     removed = guard_output(source, path)
-    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
+    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16, check=check)
+    stage("export")
     proto, details = build(prepared, opset=opset, static_batch=static_batch, exporter=exporter)
     with staging_directory(path.parent, path.name) as staging:
         staged = save(proto, staging / path.name)
         result = check_staged(staged[-1], prepared, details, check=check)
+        stage("write")
         details["files"] = [str(commit(file, path.parent / file.name)) for file in staged]
     details["removed_stale"] = removed
     return ExportResult(

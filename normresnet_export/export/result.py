@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from normresnet_export.compare import Deviation
+from normresnet_export.compare import Deviation, shortfall
 
 
 @dataclass(frozen=True)
@@ -27,15 +27,27 @@ class ExportCheck:
     limit: float
     float16: bool = False
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible form: the measurement, ``passed`` and the verdict line."""
+        return {**asdict(self), "passed": self.passed, "verdict": self.verdict()}
+
     @property
     def passed(self) -> bool:
         d = self.deviation
         agrees = self.float16 or d.top1_agreement == 1.0
         return d.finite and d.max_rel is not None and d.max_rel <= self.limit and agrees
 
+    def failure(self, what: str = "the artefact") -> str | None:
+        """Why the check failed, in one clause for a person (``None`` when it passed)."""
+        return shortfall(
+            self.deviation, self.limit, model=what, reference="the unfolded model", top1=not self.float16
+        )
+
     def verdict(self) -> str:
         """One line: PASS/FAIL with the measured numbers."""
         d = self.deviation
+        if not d.reference_finite:
+            return f"FAIL: the unfolded model's own outputs are not finite (inf/NaN); under {self.runtime}"
         if not d.finite:
             return f"FAIL: the artefact's outputs are not finite (inf/NaN) under {self.runtime}"
         word = "PASS" if self.passed else "FAIL"
@@ -72,7 +84,7 @@ class ExportResult:
         """JSON-compatible form (``normexport export --json``)."""
         check = None
         if self.check is not None:
-            check = {**asdict(self.check), "passed": self.check.passed, "verdict": self.check.verdict()}
+            check = self.check.to_dict()
         return {
             "path": str(self.path),
             "format": self.format,

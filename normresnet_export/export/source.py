@@ -12,15 +12,16 @@ import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from normresnet_export._progress import stage
 from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import CheckFailedError, InputError, first_line
 from normresnet_export.export import contract
-from normresnet_export.fold import fold_model
+from normresnet_export.fold import FoldOptions, FoldReport, fold_model
 from normresnet_export.limits import check_input_size
 from normresnet_export.metadata import ModelMetadata, TensorSpec
 from normresnet_export.precision import Float16Model
@@ -57,7 +58,9 @@ def _checkpoint(source: Checkpoint | str | os.PathLike[str] | nn.Module) -> Chec
     if isinstance(source, Checkpoint):
         return source
     if isinstance(source, (str, os.PathLike)):
-        return load_checkpoint(Path(source))
+        from normresnet_export.weights import resolve_model_file
+
+        return load_checkpoint(resolve_model_file(source))
     if isinstance(source, nn.Module):
         return None
     raise InputError(
@@ -90,29 +93,59 @@ def check_float16_range(model: nn.Module) -> None:
                 )
 
 
+class FoldCheckError(CheckFailedError):
+    """The fold's own check failed, so nothing was exported; ``report`` holds what it measured."""
+
+    def __init__(self, message: str, report: FoldReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``export --json`` prints for it: the sentence and the whole fold report."""
+        return {"passed": False, "error": str(self), "fold": self.report.to_dict()}
+
+
+def fold_failure(report: FoldReport) -> str:
+    """The one line an export says when the fold check failed: what went wrong, and what to do."""
+    size = "×".join(map(str, report.input_size or ()))
+    if report.reference_overflowed:
+        advice = (
+            "export a trained checkpoint (an untrained very deep net can overflow in eval mode), or pass "
+            "--no-check to export it anyway, marked unverified in its metadata"
+        )
+    else:
+        advice = "export it unfolded with --no-fold, or pass --no-check to export it unverified"
+    return f"the fold check failed at {size}: {report.failure()}; nothing was written; {advice}"
+
+
 def prepare(
     source: Checkpoint | str | os.PathLike[str] | nn.Module,
     *,
-    fold: bool = True,
+    fold: bool | FoldOptions = True,
     input_size: Sequence[int] | None = None,
     fp16: bool = False,
+    check: bool = True,
 ) -> ExportSource:
     """Load, fold (unless ``fold=False``) and optionally convert a model for export.
 
     Args:
         source: A checkpoint, its path, or a bare eval-mode module (then ``input_size`` is needed
             and the metadata has no arch, preprocessing or labels).
-        fold: Fold first (default). A folded checkpoint is exported as it is.
+        fold: Fold first (default); a :class:`~normresnet_export.fold.FoldOptions` says how
+            (``keep_stream_bn``). A folded checkpoint is exported as it is.
         input_size: (H, W) to export at instead of the model's size, or a full (C, H, W).
         fp16: Convert weights and compute to float16, keeping float32 input and output.
+        check: Check the fold numerically (the export's own check follows it); without it the
+            metadata records the artefact as unverified.
 
     Raises:
         InputError: Bad source, a size that is not H W (or C H W) with sides from 1 to
             ``limits.MAX_INPUT_SIDE``, or weights that overflow float16.
-        CheckFailedError: The fold's own check failed.
+        FoldCheckError: The fold's own check failed.
     """
     if input_size is not None:
         input_size = check_input_size(input_size, channels=True)  # before the checkpoint is loaded
+    stage("load")
     checkpoint = _checkpoint(source)
     model = checkpoint.model if checkpoint is not None else source
     if model.training:
@@ -130,11 +163,10 @@ def prepare(
     exported: nn.Module = model
     fold_record = None
     if fold and not (checkpoint is not None and checkpoint.folded):
-        result = fold_model(model, input_size=size)
+        options = fold if isinstance(fold, FoldOptions) else FoldOptions()
+        result = fold_model(model, input_size=size, check=check, keep_stream_bn=options.keep_stream_bn)
         if not result.report.passed:
-            raise CheckFailedError(
-                f"the fold check failed at {'×'.join(map(str, size))}: {result.report.to_compact_dict()}"
-            )
+            raise FoldCheckError(fold_failure(result.report), result.report)
         exported, fold_record = result.model, result.report.to_compact_dict()
     if fp16:
         check_float16_range(exported)
@@ -146,6 +178,7 @@ def prepare(
         input_size=size,
         input=TensorSpec(contract.INPUT_NAME, "float32", (contract.BATCH_DIM, *size)),
         output=TensorSpec(contract.OUTPUT_NAME, "float32"),
+        verified=check,
     )
     return ExportSource(
         model=exported,

@@ -160,7 +160,7 @@ def export_triton(
         _check_name(name)
     _check_repository(repository)
     removed = remove_stale(repository)
-    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
+    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16, check=check)
     model_name = name or prepared.name
     _check_name(model_name)
     # The model directory is replaced as a whole: the checkpoint being exported may not lie in it.

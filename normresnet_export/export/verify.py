@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from normresnet_export._io import atomic_write, check_output, remove_stale
+from normresnet_export._progress import stage
 from normresnet_export.checkpoint import Checkpoint
 from normresnet_export.compare import deviation, run_outputs
 from normresnet_export.errors import CheckFailedError
@@ -55,6 +56,7 @@ def check_artefact(
     run: Callable[[torch.Tensor], torch.Tensor], source: ExportSource, *, batches: Sequence[int], runtime: str
 ) -> ExportCheck:
     """Run the loaded artefact and the reference on the same random inputs; measure how far apart they are."""
+    stage("verify")
     inputs = [torch.randn(b, *source.input_size, generator=torch.Generator().manual_seed(b)) for b in batches]
     expected, limit = reference_outputs(source.reference, inputs, float16=source.fp16)
     with torch.no_grad():
@@ -75,12 +77,21 @@ class ExportCheckError(CheckFailedError):
         super().__init__(message)
         self.check = check
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``export --json`` prints for it: the sentence and the measurement."""
+        return {"passed": False, "error": str(self), "check": self.check.to_dict()}
+
 
 def require(check: ExportCheck, what: str) -> None:
     """Raise (exit code 1) when the check failed; nothing has been written at that point."""
     if not check.passed:
+        advice = (
+            "; export a trained checkpoint, or pass --no-check to export it anyway, marked unverified"
+            if not check.deviation.reference_finite
+            else ""
+        )
         raise ExportCheckError(
-            f"{what} does not agree with the model, so nothing was written: {check.verdict()}", check
+            f"{what} does not agree with the model: {check.failure('it')}; nothing was written{advice}", check
         )
 
 
@@ -158,13 +169,15 @@ def export_one_file(
     """
     started = time.perf_counter()
     removed = guard_output(source, path)
-    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16)
+    prepared = prepare(source, fold=fold, input_size=input_size, fp16=fp16, check=check)
+    stage("export")
     data = serialise(prepared)
     loaded, metadata = load(data)
     result = None
     if check:
         result = check_artefact(loaded, prepared, batches=batches, runtime=runtime)
         require(result, what)
+    stage("write")
     with atomic_write(Path(path), inputs=input_files(source)) as handle:
         handle.write(data)
     return ExportResult(

@@ -10,22 +10,28 @@ changes a single top-1 prediction, does not pass.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import functools
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.fx as fx
 from torch import nn
 
+from normresnet_export._progress import stage
 from normresnet_export.compare import deviation, run_outputs
 from normresnet_export.errors import InputError
 from normresnet_export.fold.passes import Folder, detach_from
 from normresnet_export.fold.report import FoldReport, FoldTolerance, count_ops
+from normresnet_export.fold.stream import remove_stream_batchnorms
 from normresnet_export.fold.tracer import trace
-from normresnet_export.models import count_layers, count_parameters
+from normresnet_export.models import carry_build_record, count_layers, count_parameters
 
 #: Networks with at least this many conv/linear layers get the deep tolerances below.
 DEEP_LAYERS = 400
+
+#: The attribute every folded network carries: the residual-stream BatchNorms its fold removed.
+_STREAM_BN_REMOVED = "_normexport_stream_bn_removed"
 
 
 @dataclass
@@ -39,6 +45,27 @@ class FoldResult:
 
     model: fx.GraphModule
     report: FoldReport
+
+
+@dataclass(frozen=True)
+class FoldOptions:
+    """How to fold, where a caller passes ``fold=`` on to :func:`fold_model` (the exporters do).
+
+    Attributes:
+        keep_stream_bn: Keep the residual-stream BatchNorms as per-channel affines.
+    """
+
+    keep_stream_bn: bool = False
+
+
+def stream_bn_removed(model: nn.Module) -> list[str]:
+    """The residual-stream BatchNorms that the fold which made ``model`` removed (``[]`` for other models).
+
+    A folded checkpoint records them, and rebuilding it (``fold_model(shapes,
+    stream_bn_removed=...)``) removes exactly these, whatever the values.
+    """
+    removed = getattr(model, _STREAM_BN_REMOVED, ())
+    return [str(name) for name in removed] if isinstance(removed, tuple) else []
 
 
 def default_tolerance(model: nn.Module) -> FoldTolerance:
@@ -57,13 +84,20 @@ def default_tolerance(model: nn.Module) -> FoldTolerance:
     return FoldTolerance(float32=1e-5, float64=1e-10)
 
 
-def _fold(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
+def _fold(
+    model: nn.Module, *, keep_stream_bn: bool, stream_bn_removed: Collection[str] | None
+) -> tuple[fx.GraphModule, FoldReport]:
+    stage("trace")
     graph_module = trace(model)
     ops_before = count_ops(graph_module)
+    stage("fold")
     folder = Folder(graph_module)
-    folder.run()
+    stream = functools.partial(remove_stream_batchnorms, removed=stream_bn_removed)
+    folder.run(before_affines=None if keep_stream_bn else stream)
     detach_from(graph_module, model)
     graph_module.eval()
+    setattr(graph_module, _STREAM_BN_REMOVED, tuple(folder.stream_bn_removed or ()))
+    carry_build_record(model, graph_module)  # so save_checkpoint knows the folded model's arch
     report = FoldReport(
         ops_before=ops_before,
         ops_after=count_ops(graph_module),
@@ -71,6 +105,7 @@ def _fold(model: nn.Module) -> tuple[fx.GraphModule, FoldReport]:
         unfolded=folder.unfolded,
         parameters_before=count_parameters(model),
         parameters_after=count_parameters(graph_module),
+        stream_bn_removed=folder.stream_bn_removed,
     )
     return graph_module, report
 
@@ -97,11 +132,16 @@ def fold_model(
     check: bool = True,
     tolerance: FoldTolerance | None = None,
     seed: int = 0,
+    keep_stream_bn: bool = False,
+    stream_bn_removed: Collection[str] | None = None,
 ) -> FoldResult:
     """Fold BatchNorm, tau scales, scalar offsets and Dirac weights into plain convolutions.
 
     Only exact folds are made; what cannot be folded exactly is kept (eval-mode
     BatchNorms as per-channel affines) and listed in the report with the reason.
+    BatchNorms that read the residual stream (pre-activation, Procrustes and LeNo
+    networks) are removed where ``relu(a·x + b) = a·relu(x + b/a)`` holds exactly
+    (:mod:`~normresnet_export.fold.stream`).
 
     Args:
         model: A model in eval mode, float32 or float64. It is not modified.
@@ -114,12 +154,19 @@ def fold_model(
             meta device.
         tolerance: Limits on the relative deviation; default :func:`default_tolerance`.
         seed: Seed of the random check inputs.
+        keep_stream_bn: Keep the residual-stream BatchNorms as per-channel affines, as folds
+            before that pass did (for debugging, or to compare).
+        stream_bn_removed: Remove exactly these residual-stream BatchNorms (the
+            ``stream_bn_removed`` of an earlier fold's report) instead of judging them by
+            their values: a shape-only fold (meta device) that rebuilds a folded checkpoint
+            needs it. Without it a meta fold removes every BatchNorm the structure allows.
 
     Returns:
         The folded model and the report; ``report.passed`` says whether the check passed.
 
     Raises:
-        InputError: A model in training mode, or with parameters that are not float32/float64.
+        InputError: A model in training mode, or with parameters that are not float32/float64;
+            a ``stream_bn_removed`` this network's structure does not allow.
     """
     if not isinstance(model, nn.Module):
         raise InputError(f"fold_model needs a torch.nn.Module, got {type(model).__name__}")
@@ -135,16 +182,18 @@ def fold_model(
             f"fold a float32 or float64 model (got {dtype}); convert to half precision after folding"
         )
     device = parameter.device if parameter is not None else torch.device("cpu")
+    options = {"keep_stream_bn": keep_stream_bn, "stream_bn_removed": stream_bn_removed}
     if dtype == torch.float64 or device.type == "meta":
-        folded, report = _fold(model)
+        folded, report = _fold(model, **options)
     else:
         # A float32 model is folded once, as a float64 copy, and the result rounded to float32
         # once: every fold step computes in float64 anyway, this skips the rounding between
         # chained steps, and the float64 check below needs exactly this fold (one trace, not two).
         reference = copy.deepcopy(model).double()
-        folded, report = _fold(reference)
+        folded, report = _fold(reference, **options)
     if not check:
         return FoldResult(folded.to(dtype), report)
+    stage("verify")
     report.input_size = tuple(input_size or (3, 32, 32))
     report.tolerance = tolerance or default_tolerance(model)
     inputs = check_inputs(report.input_size, dtype=dtype, device=device, seed=seed)

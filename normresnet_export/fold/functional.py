@@ -18,12 +18,16 @@ import torch
 from normresnet_export.nn.dirac import dirac_weight
 
 __all__ = [
+    "add_offsets",
     "batchnorm_affine",
     "dirac_weight",
     "fold_bn",
     "fold_input_affine",
     "fold_output_affine",
     "pad_output_channels",
+    "pad_vector",
+    "shifted_batchnorm_affine",
+    "stream_bn_split",
 ]
 
 
@@ -169,3 +173,92 @@ def pad_output_channels(
     )
     padded_bias = torch.cat([torch.zeros(before, **factory), b, torch.zeros(after, **factory)])
     return padded_weight, padded_bias
+
+
+def stream_bn_split(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    *,
+    max_offset_ratio: float,
+    min_scale: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split an eval-mode BatchNorm ``a * x + b`` in front of a ReLU into a scale and a stream offset.
+
+    For ``a > 0``, ``relu(a * x + b) = a * relu(x + c)`` with ``c = b / a``: the scale ``a``
+    can move into the layers that read the ReLU and the offset ``c`` into the stream ``x``.
+    The identity is exact for every ``a > 0``, but ``x + c`` is then what the stream carries
+    and rounds; a channel may use it only where that costs no precision:
+
+    * ``a >= min_scale`` (and finite), so that ``a`` moved into a weight stays a normal float;
+    * ``|c| <= max_offset_ratio * (|mean| + sqrt(var + eps))``: the running statistics
+      describe ``x`` itself, so this bounds the shifted stream's magnitude, and with it its
+      rounding error, to a small multiple of the unshifted stream's.
+
+    Returns:
+        ``(a, c, usable)`` in float64: the scale, the offset and a boolean mask of the channels
+        that may use the identity. On the meta device every channel is reported usable (there
+        are no values to judge; the caller decides from a recorded plan).
+    """
+    scale, shift = batchnorm_affine(running_mean, running_var, eps, gamma, beta)
+    if scale.is_meta:
+        return scale, shift, torch.ones(scale.shape, dtype=torch.bool, device=scale.device)
+    offset = shift / scale
+    magnitude = running_mean.double().abs() + torch.sqrt(running_var.double() + eps)
+    usable = (
+        torch.isfinite(scale)
+        & torch.isfinite(offset)
+        & (scale >= min_scale)
+        & (offset.abs() <= max_offset_ratio * magnitude)
+    )
+    return scale, offset, usable
+
+
+def add_offsets(
+    first: torch.Tensor | None, second: torch.Tensor | None, *, subtract: bool = False
+) -> torch.Tensor | None:
+    """``first + second`` (or ``first - second``) of two per-channel float64 offsets, ``None`` being zero.
+
+    On the meta device the result is an empty vector of the same shape (no arithmetic).
+    """
+    if second is None:
+        return first
+    if second.is_meta or (first is not None and first.is_meta):
+        return torch.empty(second.shape, dtype=torch.float64, device="meta")
+    second = -second.double() if subtract else second.double()
+    return second if first is None else first.double() + second
+
+
+def pad_vector(vector: torch.Tensor | None, before: int, after: int, *, value: float) -> torch.Tensor | None:
+    """A per-channel vector for a tensor that gained ``before`` leading and ``after`` trailing channels.
+
+    The new channels get ``value``: 0 for an offset (the padded channels are zeros, which
+    carry no offset), 1 for a scale.
+    """
+    if vector is None or (before == 0 and after == 0):
+        return vector
+    factory = {"dtype": vector.dtype, "device": vector.device}
+    return torch.cat(
+        [torch.full((before,), value, **factory), vector, torch.full((after,), value, **factory)]
+    )
+
+
+def shifted_batchnorm_affine(
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    eps: float,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    input_offset: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The affine ``(scale, shift)`` of a BatchNorm whose input now carries ``+ input_offset``.
+
+    ``a * x + b = a * (x + c) + (b - a * c)``, so the kept BatchNorm reads the shifted stream
+    and still computes what it did.
+    """
+    scale, shift = batchnorm_affine(running_mean, running_var, eps, gamma, beta)
+    if input_offset is None or scale.is_meta:
+        return scale, shift
+    return scale, shift - scale * input_offset.double()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -125,8 +126,11 @@ class Folder:
         self.graph = graph_module.graph
         self.folded: Counter[str] = Counter()
         self.unfolded: list[Unfolded] = []
+        #: The residual-stream BatchNorms removed (``None``: that pass did not run).
+        self.stream_bn_removed: list[str] | None = None
         # get_submodule walks the dotted path on every call; 1000-layer nets make tens of thousands.
         self.modules = dict(graph_module.named_modules())
+        self.rebuilt: set[str] = set()  # layers this fold built anew, which it may change in place
 
     # ----------------------------------------------------------------------------------- helpers
 
@@ -158,7 +162,20 @@ class Folder:
         return None
 
     def replace_layer(self, node: fx.Node, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        self.set_module(node.target, _rebuild(self.module(node), weight, bias))
+        """Give the layer at ``node`` a new weight and bias, in a new module the first time.
+
+        The first fold of a layer builds a new module (the traced one is shared with the input
+        model, which must not change); later folds of it that keep its shape replace that
+        module's tensors.
+        """
+        layer = self.module(node)
+        if node.target in self.rebuilt and weight.shape == layer.weight.shape:
+            requires_grad = layer.weight.requires_grad
+            layer.weight = nn.Parameter(weight.detach().clone(), requires_grad=requires_grad)
+            layer.bias = nn.Parameter(bias.detach().clone(), requires_grad=requires_grad)
+            return
+        self.set_module(node.target, _rebuild(layer, weight, bias))
+        self.rebuilt.add(node.target)
 
     def absorb(self, node: fx.Node, into: fx.Node, pattern: str) -> None:
         """Replace ``node`` (now folded into ``into``) by ``into`` and drop it from the graph."""
@@ -365,17 +382,35 @@ class Folder:
                     )
                 )
                 continue
-            scale, shift = Fold.batchnorm_affine(*_statistics(bn))
-            dtype = bn.running_mean.dtype
-            affine = ChannelAffine(bn.num_features, device=bn.running_mean.device, dtype=dtype)
-            if not scale.is_meta:
-                with torch.no_grad():
-                    affine.weight.copy_(scale.to(dtype))
-                    affine.bias.copy_(shift.to(dtype))
-            self.set_module(node.target, affine)
-            self.unfolded.append(
-                Unfolded(node.target, f"{type(bn).__name__} → ChannelAffine", self.why_not(node))
-            )
+            self.keep_batchnorm(node, self.why_not(node))
+
+    def keep_batchnorm(
+        self,
+        node: fx.Node,
+        reason: str,
+        *,
+        input_offset: torch.Tensor | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Replace an eval-mode BatchNorm by the ChannelAffine it computes, and record why it stayed.
+
+        Args:
+            node: The BatchNorm's node.
+            reason: Why it could not be folded.
+            input_offset: A per-channel offset its input now carries (the residual-stream pass
+                shifts streams); the affine's shift compensates it exactly.
+            label: What the report names (default: the module's qualified name).
+        """
+        bn = self.module(node)
+        scale, shift = Fold.shifted_batchnorm_affine(*_statistics(bn), input_offset)
+        dtype = bn.running_mean.dtype
+        affine = ChannelAffine(bn.num_features, device=bn.running_mean.device, dtype=dtype)
+        if not scale.is_meta:
+            with torch.no_grad():
+                affine.weight.copy_(scale.to(dtype))
+                affine.bias.copy_(shift.to(dtype))
+        self.set_module(node.target, affine)
+        self.unfolded.append(Unfolded(label or node.target, f"{type(bn).__name__} → ChannelAffine", reason))
 
     def why_not(self, node: fx.Node) -> str:
         source = node.args[0]
@@ -413,7 +448,9 @@ class Folder:
                     )
                 )
 
-    def run(self) -> None:
+    def run(self, before_affines: Callable[[Folder], None] | None = None) -> None:
+        """Run every pass; ``before_affines`` (the residual-stream pass) runs on the folded graph
+        just before the BatchNorms left are turned into ChannelAffines."""
         self.remove_identities()
         self.fold_reparameterised_layers()
         self.subsampling_pools_to_convs()
@@ -425,6 +462,8 @@ class Folder:
         )
         while any([fold() for fold in passes]):  # a list, so every pass runs each round
             pass
+        if before_affines is not None:
+            before_affines(self)
         self.batchnorms_to_affines()
         self.report_leftovers()
         self.graph.eliminate_dead_code()

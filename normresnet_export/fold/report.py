@@ -9,7 +9,7 @@ from typing import Any
 
 import torch.fx as fx
 
-from normresnet_export.compare import Deviation
+from normresnet_export.compare import Deviation, shortfall
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ class FoldReport:
         deviations: ``{"float32": …, "float64": …}`` measured deviations (empty if unchecked).
         float32_noise: The unfolded model's own relative float32 error against float64.
         tolerance: The tolerance the deviations are held to.
+        stream_bn_removed: Qualified names of the residual-stream BatchNorms removed (their
+            scale moved into the layers after them, their shift into the stream offset);
+            ``None`` when that pass did not run (``keep_stream_bn``, or a report written
+            before it existed). A folded checkpoint is rebuilt from this list.
     """
 
     ops_before: dict[str, int]
@@ -69,6 +73,7 @@ class FoldReport:
     deviations: dict[str, Deviation] = field(default_factory=dict)
     float32_noise: float | None = None
     tolerance: FoldTolerance | None = None
+    stream_bn_removed: list[str] | None = None
 
     @property
     def checked(self) -> bool:
@@ -97,6 +102,30 @@ class FoldReport:
             for precision, d in self.deviations.items()
         )
 
+    def failure(self) -> str | None:
+        """Why the check failed, in one sentence for a person (``None`` when it passed or did not run)."""
+        for precision, found in self.deviations.items():
+            reason = shortfall(
+                found,
+                self.limit(precision),
+                model="the folded model",
+                reference="the unfolded model",
+                precision=precision,
+            )
+            if reason is not None:
+                return reason
+        return None
+
+    @property
+    def reference_overflowed(self) -> bool:
+        """The unfolded model's own outputs were not finite: no fold of it can be verified."""
+        return any(not found.reference_finite for found in self.deviations.values())
+
+    def stream_bn_counts(self) -> dict[str, int]:
+        """Residual-stream BatchNorms removed, and BatchNorms kept as ChannelAffines (each with a reason)."""
+        kept = sum(1 for u in self.unfolded if u.op.endswith("→ ChannelAffine"))
+        return {"removed": len(self.stream_bn_removed or ()), "kept": kept}
+
     def unfolded_summary(self, examples: int = 3) -> list[dict[str, Any]]:
         """The unfolded nodes grouped by (op, reason): count and the first few node names."""
         groups: dict[tuple[str, str], list[str]] = {}
@@ -116,6 +145,7 @@ class FoldReport:
         return {
             "folded": dict(self.folded),
             "kept": self.unfolded_summary(examples=1),
+            "stream_bn": self.stream_bn_counts(),
             "parameters": [self.parameters_before, self.parameters_after],
             "input_size": list(self.input_size) if self.input_size else None,
             "deviations": {k: asdict(v) for k, v in self.deviations.items()},
@@ -129,6 +159,7 @@ class FoldReport:
         data["input_size"] = list(self.input_size) if self.input_size else None
         data["limits"] = {precision: self.limit(precision) for precision in self.deviations}
         data["checked"], data["passed"] = self.checked, self.passed
+        data["stream_bn"] = self.stream_bn_counts()
         return data
 
     @classmethod
@@ -145,10 +176,18 @@ class FoldReport:
             deviations={k: Deviation(**v) for k, v in (data.get("deviations") or {}).items()},
             float32_noise=data.get("float32_noise"),
             tolerance=FoldTolerance(**data["tolerance"]) if data.get("tolerance") else None,
+            stream_bn_removed=(
+                [str(name) for name in data["stream_bn_removed"]]
+                if data.get("stream_bn_removed") is not None
+                else None
+            ),
         )
 
 
 _FUNCTION_NAMES = {operator.add: "add", operator.mul: "mul", operator.getitem: "getitem"}
+#: Modules counted under the name of the function they compute, so that ``nn.ReLU()`` and
+#: ``F.relu`` make one row of the fold table.
+_MODULE_NAMES = {"ReLU": "relu"}
 
 
 def count_ops(graph_module: fx.GraphModule) -> dict[str, int]:
@@ -157,7 +196,8 @@ def count_ops(graph_module: fx.GraphModule) -> dict[str, int]:
     modules = dict(graph_module.named_modules())
     for node in graph_module.graph.nodes:
         if node.op == "call_module":
-            counts[type(modules[node.target]).__name__] += 1
+            name = type(modules[node.target]).__name__
+            counts[_MODULE_NAMES.get(name, name)] += 1
         elif node.op == "call_function":
             counts[_FUNCTION_NAMES.get(node.target, getattr(node.target, "__name__", str(node.target)))] += 1
         elif node.op == "call_method":

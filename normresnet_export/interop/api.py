@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from normresnet_export._progress import stage
 from normresnet_export.checkpoint import Checkpoint, check_contents, describe_mismatch, model_shapes
 from normresnet_export.errors import CheckpointError, InputError, NormexportError, first_line
 from normresnet_export.files.reading import PickledObjectsError, read_file
@@ -55,7 +56,13 @@ def _read(path: Path, max_bytes: int | None) -> tuple[Any, Recognised]:
     return obj, recognise(obj)
 
 
-def _source(source: str | None, seen: Recognised, path: Path) -> str:
+def _source(source: str | None, seen: Recognised, path: Path, reads: Callable[[str], bool]) -> str:
+    """The ``--from`` to read ``path`` with: the one given, or the one its structure and tensors allow.
+
+    ``reads(candidate)`` says whether that source's reader maps the file onto a registered
+    model whose every tensor it fills (a resnet18 layout is torchvision's alone: LeNo and
+    tau-ResNet have no 18-layer net), so only sources that can really read it are offered.
+    """
     if seen.native:  # no --from can help: there is nothing to import
         raise InputError(
             f"{path} is already {seen.description}: use it directly (export, check, predict and fold "
@@ -73,19 +80,53 @@ def _source(source: str | None, seen: Recognised, path: Path) -> str:
         raise InputError(
             f"cannot tell which code wrote {path}: it looks like {seen.description}; pass --from"
         )
+    fitting = [candidate for candidate in seen.sources if reads(candidate)] or list(seen.sources)
+    if len(fitting) == 1:
+        return fitting[0]
+    layout = seen.description.split(" (", 1)[0]  # its parenthesis names every producer of the layout
     raise InputError(
-        f"{path} could come from {', '.join(seen.sources)}: it looks like {seen.description}; "
-        "pass --from to say which"
+        f"{path} could come from {', '.join(fitting)}: it looks like {layout}, and each of them has a "
+        "model with these tensors; pass --from to say which"
     )
+
+
+def _filled(expected: dict[str, torch.Tensor], imported: Imported) -> dict[str, torch.Tensor]:
+    """The imported tensors, plus zeros for the counters the source format does not keep."""
+    state = dict(imported.state_dict)
+    for key, tensor in expected.items():
+        if key not in state and key.rsplit(".", 1)[-1] in imported.fillable:
+            state[key] = torch.zeros_like(tensor)
+    return state
+
+
+def _kwargs(imported: Imported, model_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The complete builder keywords: what the file determines, over the caller's other keywords."""
+    extra = {k: v for k, v in model_kwargs.items() if k not in imported.model_kwargs}
+    return model_info(imported.arch).resolve_kwargs(**{**extra, **imported.model_kwargs})
+
+
+#: Keywords a file may leave to the user (a BatchNorm tau-ResNet's tau): they change no tensor's
+#: shape, so a stand-in value lets :func:`_reads` ask only whether the tensors fit.
+_SHAPELESS_KEYWORDS = {"tau": 1.0}
+
+
+def _reads(
+    source: str, obj: Any, path: Path, arch: str | None, explicit: dict[str, Any], extra: dict[str, Any]
+) -> bool:
+    """Whether ``source``'s reader maps ``obj`` onto a model every tensor of which it fills (shapes only)."""
+    probe = {**explicit, **{k: v for k, v in _SHAPELESS_KEYWORDS.items() if explicit.get(k) is None}}
+    try:
+        imported = SOURCES[source](obj, path, arch=arch, model_kwargs=probe)
+        expected = model_shapes(imported.arch, _kwargs(imported, extra), folded=imported.folded)
+    except (NormexportError, KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError):
+        return False
+    return not describe_mismatch(expected.state_dict(), _filled(expected.state_dict(), imported))
 
 
 def _load_weights(model: torch.nn.Module, imported: Imported, path: Path, keep_half: bool) -> None:
     """Load the imported tensors, after checking that source and target keys match one to one."""
     expected = model.state_dict()
-    state = dict(imported.state_dict)
-    for key, tensor in expected.items():  # counters the source format does not keep start at zero
-        if key not in state and key.rsplit(".", 1)[-1] in imported.fillable:
-            state[key] = torch.zeros_like(tensor)
+    state = _filled(expected, imported)  # counters the source format does not keep start at zero
     problem = describe_mismatch(expected, state)
     if problem:
         raise InputError(f"{path}: the tensors do not fit {imported.arch} ({problem})")
@@ -133,9 +174,12 @@ def import_checkpoint(
             or a normexport checkpoint (which needs no import).
     """
     path = Path(src)
+    stage("read")
     obj, seen = _read(path, max_bytes)
-    chosen = _source(source, seen, path)
     explicit = {**model_kwargs, "num_classes": num_classes}
+    chosen = _source(
+        source, seen, path, lambda candidate: _reads(candidate, obj, path, arch, explicit, model_kwargs)
+    )
     try:
         imported = SOURCES[chosen](obj, path, arch=arch, model_kwargs=explicit)
     except NormexportError:
@@ -144,8 +188,8 @@ def import_checkpoint(
         raise CheckpointError(f"{path} is not a complete {chosen} checkpoint (missing {exc})") from None
     except (AttributeError, TypeError, ValueError, RuntimeError) as exc:  # an entry of the wrong kind
         raise CheckpointError(f"{path} is not a readable {chosen} checkpoint ({first_line(exc)})") from None
-    extra = {k: v for k, v in model_kwargs.items() if k not in imported.model_kwargs}
-    kwargs = model_info(imported.arch).resolve_kwargs(**{**extra, **imported.model_kwargs})
+    stage("convert")
+    kwargs = _kwargs(imported, model_kwargs)
     try:
         if imported.folded:
             model = model_shapes(imported.arch, kwargs, folded=True).to_empty(device="cpu")

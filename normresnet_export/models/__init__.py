@@ -18,6 +18,8 @@ from normresnet_export.models._counting import count_layers, count_parameters
 from normresnet_export.models._registry import (
     FAMILIES,
     ModelInfo,
+    build_record,
+    carry_build_record,
     create_model,
     list_models,
     model_info,
@@ -159,6 +161,8 @@ from normresnet_export.models.torch_resnet import (  # noqa: F401  (re-exported 
 __all__ = [  # the API, then every builder
     "FAMILIES",
     "ModelInfo",
+    "build_record",
+    "carry_build_record",
     "catalogue",
     "count_layers",
     "count_parameters",

@@ -341,11 +341,39 @@ def create_model(name: str, *, num_classes: int | None = None, **kwargs: Any) ->
         kwargs["num_classes"] = num_classes
     resolved = info.resolve_kwargs(**kwargs)
     try:
-        return info.builder(**resolved)
+        model = info.builder(**resolved)
     except (ValueError, TypeError) as exc:  # a value the layers refuse (torch's Dropout(p=5), …)
         reason = first_line(exc, limit=160)
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         raise InputError(f"model {name!r} cannot be built with {given or 'its defaults'}: {reason}") from None
+    setattr(model, _BUILT_AS, (info.name, dict(resolved)))
+    return model
+
+
+#: The attribute :func:`create_model` sets on every model it returns: ``(name, resolved keywords)``.
+#: A plain tuple, not a dataclass, so ``torch.jit.script`` ignores it like any other Python value.
+_BUILT_AS = "_normexport_built_as"
+
+
+def build_record(model: nn.Module) -> tuple[str, dict[str, Any]] | None:
+    """The registered name and complete keywords :func:`create_model` built ``model`` with, if it did.
+
+    ``save_checkpoint`` reads it, so a model from ``create_model`` is saved without restating
+    its arch and keywords; copies (``copy.deepcopy``, ``.to()``) keep it, and ``fold_model``
+    hands it on to the folded network.
+    """
+    record = getattr(model, _BUILT_AS, None)
+    if not (isinstance(record, tuple) and len(record) == 2):
+        return None
+    name, kwargs = record
+    return name, dict(kwargs)
+
+
+def carry_build_record(source: nn.Module, target: nn.Module) -> None:
+    """Give ``target`` (a network derived from ``source``, e.g. its fold) ``source``'s build record."""
+    record = build_record(source)
+    if record is not None:
+        setattr(target, _BUILT_AS, record)
 
 
 def meta_counts(name: str, resolved_kwargs: dict[str, Any]) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface: eager PyTorch, TorchScript, torch.export and ONNX Runtime.
+"""Inference backends behind one interface: eager PyTorch, TorchScript, torch.export, ONNX Runtime, OpenVINO.
 
 backend = open_model("resnet56.onnx", device="auto")
 logits = backend.run(batch)          # float32 [N, C, H, W] in, float32 [N, classes] out

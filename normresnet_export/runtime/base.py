@@ -57,11 +57,13 @@ class Backend(ABC):
     """A model ready to run, with the facts a report needs.
 
     Attributes:
-        name: What runs the model: ``"eager"``, ``"torchscript"``, ``"torch.export"`` or ``"onnxruntime"``.
+        name: What runs the model: ``"eager"``, ``"torchscript"``, ``"torch.export"``, ``"onnxruntime"``
+            or ``"openvino"``.
         label: A short human name for tables, e.g. ``"onnxruntime (folded.onnx)"``.
         device: The device it actually runs on: ``"cpu"`` or ``"cuda:0"``.
         provider: The active execution provider or torch device description.
-        precision: ``"float32"`` or ``"float16"`` (the compute; input and output are float32).
+        precision: ``"float32"``, ``"float16"``, ``"bfloat16"`` (OpenVINO) or ``"int8"`` (a quantised
+            model): the compute; input and output are float32.
         metadata: What the model file carries: arch, preprocessing, labels, fold record, …
             (for a checkpoint, what an export of it would carry).
         fallback: Why the backend runs on CPU although a GPU was asked for (only with

@@ -21,8 +21,10 @@ from normresnet_export.metadata import PROGRAM_KINDS, ModelMetadata, load_pt2, l
 from normresnet_export.precision import Float16Model
 from normresnet_export.runtime.base import Backend
 from normresnet_export.runtime.devices import check_device_name, check_threads, torch_device
+from normresnet_export.runtime.openvino_backend import OpenVinoBackend, check_precision
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
 from normresnet_export.runtime.torch_backend import TorchBackend
+from normresnet_export.vocabulary import RUNTIMES
 
 
 def _visible(directory: Path) -> list[Path]:
@@ -76,6 +78,30 @@ def model_kind(path: Path) -> str:
     return "checkpoint"
 
 
+def check_runtime(runtime: str, precision: str, kind: str = "onnx") -> None:
+    """Refuse a runtime or precision that is unknown, or that does not apply to a model of ``kind``.
+
+    OpenVINO runs ONNX files; ONNX Runtime here computes what the file holds (float32, or the
+    float16 or int8 an export wrote), so ``bf16`` is OpenVINO's alone.
+
+    Raises:
+        InputError: Naming the choices, or what to use instead.
+    """
+    if runtime not in RUNTIMES:
+        raise InputError(f"unknown --runtime {runtime!r}; expected one of {', '.join(RUNTIMES)}")
+    check_precision(precision)
+    if runtime == "openvino" and kind not in ("onnx", "triton"):
+        raise InputError(
+            f"--runtime openvino runs ONNX files, and this is a {kind}; export it with "
+            "normexport export --format onnx first"
+        )
+    if precision != "fp32" and runtime != "openvino":
+        raise InputError(
+            f"--precision {precision} is computed by --runtime openvino; ONNX Runtime and torch compute "
+            "in the precision of the file (export --fp16 or --int8 for a lower one)"
+        )
+
+
 def open_model(
     model: str | os.PathLike[str] | Checkpoint,
     *,
@@ -86,6 +112,8 @@ def open_model(
     fp16: bool = False,
     label: str | None = None,
     trust_code: bool = False,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> Backend:
     """Load ``model`` on ``device`` behind the :class:`Backend` interface.
 
@@ -102,6 +130,10 @@ def open_model(
             the code it holds (which may read or write files), so they are refused unless the
             caller says the file comes from someone trusted. ONNX files and checkpoints hold no
             code and need no trust.
+        runtime: What runs an ONNX file (or a Triton directory's): ``onnxruntime`` (default) or
+            ``openvino`` (the optional extra).
+        precision: The inference precision asked of the runtime, set explicitly and reported:
+            ``fp32`` (default) or ``bf16`` (OpenVINO on CPUs with AVX512-BF16 or AMX).
 
     Raises:
         InputError: A file that is none of the kinds above, options that do not apply to it, or
@@ -110,15 +142,22 @@ def open_model(
     """
     check_device_name(device)
     check_threads(threads)
+    if not isinstance(model, Checkpoint):
+        from normresnet_export.weights import resolve_model_file
+
+        model = resolve_model_file(model)  # a pretrained weights name becomes its checkpoint file
     kind = "checkpoint" if isinstance(model, Checkpoint) else model_kind(Path(model))
     if kind != "checkpoint" and (fold or fp16):
         raise InputError(f"fold and fp16 apply to checkpoints; {model} is already an exported {kind} model")
+    check_runtime(runtime, precision, kind)
     if kind in PROGRAM_KINDS:  # refused before anything else is set up
         require_trust(model, kind, trust_code)  # type: ignore[arg-type]
     if kind in ("onnx", "triton"):
         path = Path(model) if kind == "onnx" else triton_model_file(Path(model))  # type: ignore[arg-type]
         if label is None and kind == "triton":
-            label = f"onnxruntime (triton {path.parent.parent.name})"
+            label = f"{runtime} (triton {path.parent.parent.name})"
+        if runtime == "openvino":
+            return OpenVinoBackend(path, label=label, device=device, threads=threads, precision=precision)
         return OnnxRuntimeBackend(
             path,
             label=label,
