@@ -129,6 +129,7 @@ class OnnxRuntimeBackend(Backend):
         device: str = "auto",
         allow_cpu_fallback: bool = False,
         threads: int | None = None,
+        spinning: bool = True,
     ) -> None:
         """Create the session.
 
@@ -138,6 +139,9 @@ class OnnxRuntimeBackend(Backend):
             device: ``auto``, ``cpu``, ``cuda`` or ``tensorrt`` (TensorRT, then CUDA, then CPU).
             allow_cpu_fallback: Run on the CPU, and say so, when the GPU providers do not activate.
             threads: Intra-op threads (default: ONNX Runtime's choice, one per core).
+            spinning: Let idle worker threads spin-wait for the next call (ONNX Runtime's default:
+                the lowest latency for back-to-back calls). A server turns it off, so that its
+                event loop and request decoding get the cores between batches.
 
         Raises:
             DeviceError: A GPU provider was asked for and is not active (and no fallback allowed).
@@ -152,6 +156,8 @@ class OnnxRuntimeBackend(Backend):
             if threads:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+            if not spinning:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self.session, failures = create_session(ort, path, options, wanted)
             self._version = ort.__version__
         active = self.session.get_providers()

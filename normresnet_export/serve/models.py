@@ -15,12 +15,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from normresnet_export.errors import InputError
-from normresnet_export.runtime.loader import model_kind, open_model, triton_model_file
+from normresnet_export.runtime.loader import model_kind, triton_model_file
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
 from normresnet_export.serve.protocol import ONNX_DATATYPES, TensorInfo
 
@@ -174,12 +174,14 @@ def load_models(
                 f"two models are named {model_name!r} ({source} and another); serve them from "
                 "differently named files or repositories"
             )
-        backend = open_model(
+        # Spinning worker threads would take the cores from the event loop between batches.
+        backend = OnnxRuntimeBackend(
             onnx_file,
             device=device,
             allow_cpu_fallback=allow_cpu_fallback,
             threads=threads,
+            spinning=False,
             label=f"onnxruntime ({model_name})",
         )
-        served.append(_described(model_name, version, cast(OnnxRuntimeBackend, backend), source))
+        served.append(_described(model_name, version, backend, source))
     return served
