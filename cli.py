@@ -244,16 +244,11 @@ def models_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the registered models: family, dataset kind, input size, parameters, layers and weights."""
-    from normresnet_export._render import print_json, print_table
+    from normresnet_export._render import print_listing
     from normresnet_export.weights import MODEL_COLUMNS, model_catalogue
 
     rows = _run(model_catalogue, pattern, family=family, dataset=kind)
-    if as_json:
-        print_json(rows)
-    elif rows:
-        print_table(rows, MODEL_COLUMNS)
-    else:
-        typer.echo("no registered model matches", err=True)
+    print_listing(rows, MODEL_COLUMNS, as_json=as_json, empty="no registered model matches")
 
 
 @app.command("train")
@@ -944,16 +939,11 @@ def weights_list_command(
     as_json: JsonFlag = False,
 ) -> None:
     """List the registry's weights: arch, source, size, whether cached, reported accuracy."""
-    from normresnet_export._render import print_json, print_table
+    from normresnet_export._render import print_listing
     from normresnet_export.weights import LIST_COLUMNS, list_weights
 
     rows = _run(list_weights, pattern)
-    if as_json:
-        print_json(rows)
-    elif rows:
-        print_table(rows, LIST_COLUMNS)
-    else:
-        typer.echo("no weights match", err=True)
+    print_listing(rows, LIST_COLUMNS, as_json=as_json, empty="no weights match")
 
 
 @weights_app.command("download")

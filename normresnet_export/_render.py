@@ -94,6 +94,22 @@ def print_table(
     console.print(table, width=max(console.width, needed), crop=False)
 
 
+def print_listing(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[Column], *, as_json: bool, empty: str
+) -> None:
+    """A listing command's output: one JSON document, else a table, else ``empty`` on stderr.
+
+    An empty listing is a JSON ``[]`` for programs; for people a table without rows says
+    nothing, so they get one line saying that nothing matched.
+    """
+    if as_json:
+        print_json(list(rows))
+    elif rows:
+        print_table(rows, columns)
+    else:
+        sys.stderr.write(empty + "\n")
+
+
 CATALOGUE_COLUMNS = (
     Column("name", "name"),
     Column("family", "family"),

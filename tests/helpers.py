@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
+
 import torch
 from torch import nn
 
@@ -71,3 +74,18 @@ def randomise_for_folding(model: nn.Module, *, seed: int = 0) -> nn.Module:
             elif leaf == "tau":
                 parameter.fill_(0.37)
     return model
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A PNG that declares width×height but holds almost no data (what a decompression bomb looks like)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
+        + chunk(b"IEND", b"")
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from normresnet_export.preprocess import (
     image_files,
     load_images,
 )
+from tests.helpers import png_bomb
 
 
 def _gradient(width: int = 48, height: int = 40) -> np.ndarray:
@@ -80,29 +79,14 @@ def test_exif_orientation_is_applied():
     assert np.abs(np.asarray(decoded, dtype=np.float64) - expected).mean() < 4
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG that declares width×height but holds almost no data (what a decompression bomb looks like)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_broken_inputs_get_a_one_line_error_naming_them(tmp_path):
     good = _encode(Image.fromarray(_gradient()), "PNG")
     files = {
         "truncated.png": good[: len(good) // 2],
         "empty.jpg": b"",
         "notes.jpg": b"this is a text file, not a picture\n",
-        "bomb.png": _png_header_only(12_000, 12_000),  # 144 Mpx: over the 89 Mpx limit
-        "huge.png": _png_header_only(100_000, 100_000),  # beyond Pillow's own hard limit
+        "bomb.png": png_bomb(12_000, 12_000),  # 144 Mpx: over the 89 Mpx limit
+        "huge.png": png_bomb(100_000, 100_000),  # beyond Pillow's own hard limit
     }
     reasons = {
         "truncated.png": "truncated",

@@ -14,12 +14,10 @@ import gzip
 import json
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,7 +41,7 @@ from normresnet_export.serve.batcher import Batcher
 from normresnet_export.serve.models import load_models
 from normresnet_export.serve.protocol import DTYPES
 from normresnet_export.serve.runner import describe
-from tests.helpers import randomise_for_folding
+from tests.helpers import png_bomb, randomise_for_folding
 
 NORMEXPORT = Path(sys.executable).with_name("normexport")
 LABELS = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -317,21 +315,6 @@ def _infer_with(client: triton.InferenceServerClient, x: np.ndarray, request_id:
 # ---------------------------------------------------------------------------------------- bad input
 
 
-def _png_header(width: int, height: int) -> bytes:
-    """A PNG that declares ``width``×``height`` pixels and holds none (a decompression bomb's header)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
-
-
 def _tensor(shape, datatype="FP32", **extra) -> dict:
     return {"name": "input", "shape": shape, "datatype": datatype, **extra}
 
@@ -459,7 +442,7 @@ BAD += [
     ),
     ("unknown encoding", "infer", {"content": b"{}", "headers": {"Content-Encoding": "br"}}, 415, "gzip"),
     ("undecodable image", "classify", {"content": b"GIF89a not really"}, 400, "cannot be read"),
-    ("decompression bomb", "classify", {"content": _png_header(10_000, 10_000)}, 400, "decompression bomb"),
+    ("decompression bomb", "classify", {"content": png_bomb(10_000, 10_000)}, 400, "decompression bomb"),
     ("bad top_k", "classify?top_k=0", {"content": b""}, 400, "top_k"),
 ]
 
