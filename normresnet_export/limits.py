@@ -45,6 +45,21 @@ def thread_limit() -> int:
     return THREADS_PER_CORE * usable_cores()
 
 
+def runtime_threads(threads: int | None = None) -> int | None:
+    """The intra-op threads for ONNX Runtime and OpenVINO: ``threads``, else ``OMP_NUM_THREADS``.
+
+    torch already honours ``OMP_NUM_THREADS``; ONNX Runtime and OpenVINO do not, and each starts
+    one (spinning) thread per core. A process told to use one core (a job scheduler's cap, a
+    test worker among several) would otherwise run twice the threads the cores hold, and every
+    runtime in it would slow the others. ``None`` leaves the runtime its own choice; a value that
+    is not a positive integer is ignored, and one past :func:`thread_limit` is cut to it.
+    """
+    if threads is not None:
+        return threads
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(int(value), thread_limit()) if value.isdigit() and int(value) > 0 else None
+
+
 def _number(value: float) -> str:
     """An integer in full (``4294967295``), a float shortest (``0.001``)."""
     return str(value) if isinstance(value, int) else f"{value:g}"

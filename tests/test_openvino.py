@@ -117,3 +117,11 @@ def test_refusals_are_one_line(folded_onnx, digits_resnet20, monkeypatch):  # no
     assert str(missing.value) == (
         "the OpenVINO runtime is not installed; pip install 'normresnet-export[openvino]'"
     )
+
+
+@needs_openvino
+def test_openvino_threads_follow_omp_num_threads_unless_given(folded_onnx, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert open_model(folded_onnx, runtime="openvino").compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    given = open_model(folded_onnx, runtime="openvino", threads=2)
+    assert given.compiled.get_property("INFERENCE_NUM_THREADS") == 2

@@ -249,3 +249,22 @@ def test_check_with_one_backend_says_it_in_the_singular(deployed):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "PASS: 1 backend agrees with the unfolded checkpoint" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "threads", "expected"), [("1", None, 1), ("1", 2, 2), (None, 1, 1), ("x", 1, 1)]
+)
+def test_onnxruntime_threads_follow_the_option_then_omp_num_threads(
+    deployed, monkeypatch, env, threads, expected
+):
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    backend = open_model(deployed["onnx"], threads=threads)
+    assert backend.session.get_session_options().intra_op_num_threads == expected
+
+
+def test_without_either_onnxruntime_chooses(deployed, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert open_model(deployed["onnx"]).session.get_session_options().intra_op_num_threads == 0

@@ -42,6 +42,7 @@ from normresnet_export.export.result import ExportResult
 from normresnet_export.export.source import ExportSource, prepare
 from normresnet_export.export.verify import check_artefact, guard_output, require
 from normresnet_export.fold import DEEP_LAYERS
+from normresnet_export.limits import runtime_threads
 from normresnet_export.metadata import ModelMetadata, OnnxRecord
 from normresnet_export.models import count_layers
 from normresnet_export.vocabulary import EXPORTERS
@@ -205,6 +206,9 @@ def ort_session(model: str | os.PathLike[str], opset: int) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the GPU build logs missing CUDA libraries; CPU is what the check uses
+    threads = runtime_threads()
+    if threads:
+        options.intra_op_num_threads = threads
     try:
         return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     except Exception as exc:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from normresnet_export.errors import InputError, first_line
+from normresnet_export.limits import runtime_threads
 from normresnet_export.metadata import ModelMetadata
 from normresnet_export.runtime.base import Backend, DeviceError, as_batch
 from normresnet_export.vocabulary import INFERENCE_PRECISIONS
@@ -128,7 +129,7 @@ class OpenVinoBackend(Backend):
             path: The ``.onnx`` file.
             label: Short human name for tables (default: ``openvino (<file name>)``).
             device: ``auto`` or ``cpu``; this backend runs on the CPU only.
-            threads: Inference threads (default: OpenVINO's choice).
+            threads: Inference threads (default: ``OMP_NUM_THREADS`` when set, else OpenVINO's choice).
             precision: ``fp32`` (default) or ``bf16``; always passed to OpenVINO explicitly.
 
         Raises:
@@ -145,6 +146,7 @@ class OpenVinoBackend(Backend):
         openvino = import_openvino()
         core = openvino.Core()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint}
+        threads = runtime_threads(threads)
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:

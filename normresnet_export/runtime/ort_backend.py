@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from normresnet_export.errors import InputError, first_line
+from normresnet_export.limits import runtime_threads
 from normresnet_export.metadata import ModelMetadata
 from normresnet_export.runtime.base import Backend, DeviceError, as_batch
 from normresnet_export.runtime.devices import (
@@ -138,7 +139,8 @@ class OnnxRuntimeBackend(Backend):
             label: Short human name for tables (default: ``onnxruntime (<file name>)``).
             device: ``auto``, ``cpu``, ``cuda`` or ``tensorrt`` (TensorRT, then CUDA, then CPU).
             allow_cpu_fallback: Run on the CPU, and say so, when the GPU providers do not activate.
-            threads: Intra-op threads (default: ONNX Runtime's choice, one per core).
+            threads: Intra-op threads (default: ``OMP_NUM_THREADS`` when set, else ONNX Runtime's
+                choice, one per core).
             spinning: Let idle worker threads spin-wait for the next call (ONNX Runtime's default:
                 the lowest latency for back-to-back calls). A server turns it off, so that its
                 event loop and request decoding get the cores between batches.
@@ -153,6 +155,7 @@ class OnnxRuntimeBackend(Backend):
         with quiet_onnxruntime() as ort:
             options = ort.SessionOptions()
             options.log_severity_level = 3
+            threads = runtime_threads(threads)
             if threads:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
