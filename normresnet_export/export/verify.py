@@ -32,24 +32,37 @@ from normresnet_export.metadata import ModelMetadata
 _FLOAT16_OVER_FLOAT32 = 2.0**13
 
 
+def float32_noise(
+    reference: torch.nn.Module, inputs: Sequence[torch.Tensor], expected: Sequence[torch.Tensor]
+) -> float:
+    """How far the reference's own float32 logits ``expected`` lie from its float64 ones on ``inputs``.
+
+    The float64 run is the expensive part of a check (CPU convolutions in float64 take no fast
+    path): compute it once per check and derive every limit from it (:func:`deviation_limit`).
+    """
+    reference64 = copy.deepcopy(reference).double()
+    return deviation(run_outputs(reference64, [x.double() for x in inputs]), expected).max_rel or 0.0
+
+
+def deviation_limit(reference: torch.nn.Module, noise: float, *, float16: bool) -> float:
+    """The largest relative deviation to accept from an artefact of ``reference``.
+
+    The float32 limit is the fold stage's: 1e-5 (1e-4 for 400+ layer nets), or 4 times the
+    reference's own float32 error against float64 (``noise``) where that is larger. The float16
+    limit is ``FLOAT16_TOLERANCE``, or what float16 arithmetic allows for this model where larger.
+    """
+    tolerance = default_tolerance(reference)
+    if float16:
+        return max(contract.FLOAT16_TOLERANCE, tolerance.noise_factor * _FLOAT16_OVER_FLOAT32 * noise)
+    return max(tolerance.float32, tolerance.noise_factor * noise)
+
+
 def reference_outputs(
     reference: torch.nn.Module, inputs: Sequence[torch.Tensor], *, float16: bool
 ) -> tuple[list[torch.Tensor], float]:
-    """The unfolded float32 model's logits for ``inputs``, and the largest relative deviation to accept.
-
-    The float32 limit is the fold stage's: 1e-5 (1e-4 for 400+ layer nets), or 4 times the
-    reference's own float32 error against float64 where that is larger. The float16 limit
-    is ``FLOAT16_TOLERANCE``, or what float16 arithmetic allows for this model where larger.
-    """
+    """The unfolded float32 model's logits for ``inputs``, and the largest relative deviation to accept."""
     expected = run_outputs(reference, inputs)
-    tolerance = default_tolerance(reference)
-    reference64 = copy.deepcopy(reference).double()
-    noise = deviation(run_outputs(reference64, [x.double() for x in inputs]), expected).max_rel or 0.0
-    if float16:
-        return expected, max(
-            contract.FLOAT16_TOLERANCE, tolerance.noise_factor * _FLOAT16_OVER_FLOAT32 * noise
-        )
-    return expected, max(tolerance.float32, tolerance.noise_factor * noise)
+    return expected, deviation_limit(reference, float32_noise(reference, inputs, expected), float16=float16)
 
 
 def check_artefact(
