@@ -896,6 +896,8 @@ def serve_command(
     json_logs: Annotated[
         bool, typer.Option("--json-logs", help="Log one JSON object per line on stderr.")
     ] = False,
+    runtime: RuntimeOption = "onnxruntime",
+    precision: PrecisionOption = "fp32",
 ) -> None:
     """Serve models over the KServe v2 / Triton HTTP protocol with dynamic batching, until SIGTERM.
 
@@ -920,6 +922,8 @@ def serve_command(
         allow_cpu_fallback=allow_cpu_fallback,
         allow_nonfinite=allow_nonfinite,
         json_logs=json_logs,
+        runtime=runtime.value,
+        precision=precision.value,
     )
 
 

@@ -37,6 +37,7 @@ from normresnet_export.compare import deviation
 from normresnet_export.fold.api import default_tolerance
 from normresnet_export.predict import predict
 from normresnet_export.runtime import open_model
+from normresnet_export.runtime.openvino_backend import openvino_missing_reason
 from normresnet_export.serve.batcher import Batcher
 from normresnet_export.serve.models import load_models
 from normresnet_export.serve.protocol import DTYPES
@@ -51,6 +52,7 @@ ONE = (1, *SIZE)
 VALUES = 3 * 16 * 16
 #: ``check``'s float32 limit for a network of resnet20's depth.
 LIMIT = default_tolerance(nx.create_model("resnet20")).float32
+NO_OPENVINO = openvino_missing_reason()
 
 
 def _build(root: Path) -> None:
@@ -137,6 +139,12 @@ def servers(artefacts, tmp_path_factory):
             ["net.onnx", "repo", "--max-batch-size", "32", "--max-delay-ms", "5", "--max-body-mb", "1"],
         ),
     }
+    if NO_OPENVINO is None:
+        started["openvino"] = Server(
+            directory,
+            "openvino",
+            ["net.onnx", "--runtime", "openvino", "--name", "ov", "--max-delay-ms", "5"],
+        )
     yield started
     for server in started.values():
         server.stop()
@@ -550,6 +558,46 @@ def test_a_checkpoint_served_unbatched_with_a_full_queue_and_sigterm(servers, ma
 
 
 # -------------------------------------------------------------------------------- options, batcher
+
+
+@pytest.mark.skipif(NO_OPENVINO is not None, reason=f"OpenVINO is not installed ({NO_OPENVINO})")
+def test_the_openvino_runtime_serves_float32_logits_in_batches(servers, artefacts, reference):
+    url = servers["openvino"].wait_ready()
+    assert "openvino" in servers["openvino"].log() and "float32" in servers["openvino"].log()
+    client = triton.InferenceServerClient(url)
+    assert client.get_model_metadata("ov")["platform"] == "openvino"
+    assert client.get_model_metadata("ov")["inputs"] == [
+        {"name": "input", "datatype": "FP32", "shape": [-1, *SIZE]}
+    ]
+    client.close()
+    inputs = [_inputs(200 + i, 1 + i % 3) for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda x: _infer(url, "ov", x).as_numpy("logits"), inputs))
+    for x, answer in zip(inputs, answers, strict=True):
+        assert _agrees(answer, reference.run(x))  # OpenVINO float32 within the float32 limit of ORT
+    batches = _metrics(url)
+    assert batches["normexport_batch_size_count{model=ov}"] < len(inputs)  # merged
+    images = sorted(artefacts.glob("img*.png"))
+    expected = predict(reference, [(p.name, p) for p in images], top_k=3)
+    files = [("images", (p.name, p.read_bytes(), "image/png")) for p in images]
+    answer = httpx.post(f"http://{url}/v1/models/ov/classify?top_k=3", files=files)
+    assert answer.status_code == 200, answer.text
+    for got, want in zip(answer.json()["predictions"], expected.predictions, strict=True):
+        assert [t["index"] for t in got["top"]] == [t["index"] for t in want.top]
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (["--precision", "bf16"], "--precision bf16 is computed by --runtime openvino"),
+        (["--runtime", "openvino", "--device", "cuda"], "the OpenVINO runtime runs on the CPU here"),
+    ],
+)
+def test_a_runtime_that_cannot_serve_is_a_one_line_error(artefacts, options, words):
+    if NO_OPENVINO is not None and "openvino" in options:
+        pytest.skip(f"OpenVINO is not installed ({NO_OPENVINO})")
+    result = CliRunner().invoke(app, ["serve", str(artefacts / "net.onnx"), *options])
+    assert result.exit_code == 2 and words in result.output and len(result.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

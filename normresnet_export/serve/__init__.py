@@ -1,4 +1,4 @@
-"""``normexport serve``: an ONNX Runtime server that speaks the KServe v2 / Triton HTTP protocol.
+"""``normexport serve``: an ONNX Runtime or OpenVINO server that speaks the KServe v2 / Triton HTTP protocol.
 
 The same client code (``tritonclient.http``, ``curl``, KServe's clients) works against it, against
 Triton Inference Server running the repository ``normexport export --format triton`` writes, and

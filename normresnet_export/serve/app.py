@@ -62,7 +62,7 @@ class Settings:
     """How the application batches and what it refuses.
 
     Attributes:
-        max_batch: Most rows per ONNX Runtime call (1: no batching).
+        max_batch: Most rows per model call (1: no batching).
         max_delay: Longest a request waits for others to join its batch, in seconds.
         max_queue: Most requests waiting per model before 503.
         max_body: Largest request body, in bytes (413 beyond).
@@ -345,7 +345,7 @@ def build_app(
         return JSONResponse(
             {
                 "name": model.name,
-                "platform": "onnxruntime_onnx",
+                "platform": model.platform,
                 "max_batch_size": model.pinned or settings.max_batch,
                 "input": tensors(model.inputs),
                 "output": tensors(model.outputs),

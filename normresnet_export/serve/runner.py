@@ -152,6 +152,8 @@ def serve(
     allow_cpu_fallback: bool = False,
     allow_nonfinite: bool = False,
     json_logs: bool = False,
+    runtime: str = "onnxruntime",
+    precision: str = "fp32",
 ) -> None:
     """Serve ``models`` over the KServe v2 HTTP protocol until SIGTERM or SIGINT.
 
@@ -161,15 +163,18 @@ def serve(
         host: The address to listen on.
         port: The port (0: a free one, named in the "ready" line).
         name: The served name of the one model (default: its file or directory name).
-        max_batch_size: Most rows merged into one ONNX Runtime call (1: no batching).
+        max_batch_size: Most rows merged into one model call (1: no batching).
         max_delay_ms: Longest a request waits for others to join its batch.
         max_queue: Most requests waiting per model; more are answered 503 with ``Retry-After``.
         device: ``auto``, ``cpu``, ``cuda`` or ``tensorrt``.
-        threads: ONNX Runtime intra-op threads per model (default: one per core).
+        threads: Intra-op threads per model (default: ``OMP_NUM_THREADS`` when set, else one per core).
         max_body_mb: Largest request body in MiB (413 beyond).
         allow_cpu_fallback: Run on the CPU, and say why, when the GPU asked for is not usable.
         allow_nonfinite: Accept NaN and infinite input values (refused with 400 otherwise).
         json_logs: Log one JSON object per line instead of text.
+        runtime: What runs the models: ``onnxruntime`` (default) or ``openvino`` (CPU only).
+        precision: OpenVINO's inference precision, ``fp32`` (default) or ``bf16``; always set
+            explicitly and read back (OpenVINO would pick bf16 by itself on a CPU that has it).
 
     Raises:
         InputError: A bad option, a MODEL that cannot be served, an address that cannot be used.
@@ -194,6 +199,8 @@ def serve(
             allow_cpu_fallback=allow_cpu_fallback,
             threads=threads,
             workspace=Path(workspace),
+            runtime=runtime,
+            precision=precision,
         )
         for model in served:
             logger.info(describe(model), extra={"fields": {"event": "model", **_model_fields(model)}})
