@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import http.server
+import io
 import json
 import os
 import re
@@ -30,9 +31,14 @@ import normresnet_export as nx
 from cli import app
 from normresnet_export import weights
 from normresnet_export.errors import CheckFailedError, InputError
+from normresnet_export.nn import dirac_delta
 from normresnet_export.preprocess import PRESETS
+from tests.helpers import randomise_for_folding
+from tests.refweights import reference_input, reference_state_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Logits of the original code on reference weights (the import tests' cases).
+REFERENCE_CASES = json.loads((ROOT / "tests" / "expect" / "reference_logits.json").read_text())
 runner = CliRunner()
 
 
@@ -308,6 +314,70 @@ def test_verify_detects_a_truncated_cached_file(cache: Path):
     forced = runner.invoke(app, ["weights", "download", "resnet20.test_file", "--force"])
     assert forced.exit_code == 0, forced.stderr
     assert runner.invoke(app, ["weights", "verify", "resnet20.test_file"]).exit_code == 0
+
+
+def _saved(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def test_torchvision_and_diracnet_files_are_downloaded_and_converted_by_their_importers(
+    server: tuple[str, _Files], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The two published sources go through the same download as ours, then their importer."""
+    torchvision = pytest.importorskip("torchvision")
+    base, files = server
+    torch.manual_seed(0)
+    reference = randomise_for_folding(torchvision.models.resnet18(weights=None)).eval()
+    # The DiracNet authors' unfolded layout: learnable tensors under "params", statistics and
+    # the constant Dirac "eye" tensors under "stats" (the original code's keys and values).
+    case = REFERENCE_CASES["diracnet_cifar16_1"]
+    flat = reference_state_dict(case["keys"])
+    for key, shape in case["keys"]:
+        if key.startswith("eye"):
+            flat[key] = dirac_delta(shape)
+    stats = {k: v for k, v in flat.items() if k.startswith("eye") or "running" in k}
+    bodies = {
+        "resnet18.test_torchvision": ("resnet18", "torchvision", _saved(reference.state_dict())),
+        "diracnet_cifar16_1.test_diracnet": (
+            "diracnet_cifar16_1",
+            "diracnet",
+            _saved({"params": {k: v for k, v in flat.items() if k not in stats}, "stats": stats}),
+        ),
+    }
+    entries = ""
+    for name, (arch, source, body) in bodies.items():
+        files.content[f"/published/{name}.pth"] = body
+        entries += (
+            f'[[weights]]\nname = "{name}"\narch = "{arch}"\nsource = "{source}"\n'
+            f'url = ["{base}/published/{name}.pth"]\nsha256 = "{hashlib.sha256(body).hexdigest()}"\n'
+            'license = "MIT"\ndescription = "test weights"\n\n'
+        )
+    (tmp_path / "registry.toml").write_text(entries)
+    monkeypatch.setenv("NORMEXPORT_WEIGHTS_REGISTRY", str(tmp_path / "registry.toml"))
+    monkeypatch.setenv("NORMEXPORT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NORMEXPORT_OFFLINE", raising=False)
+    monkeypatch.delenv("NORMEXPORT_WEIGHTS_MIRROR", raising=False)
+
+    result = runner.invoke(app, ["weights", "download", *bodies, "--json"])
+    assert result.exit_code == 0, result.stderr
+    paths = {row["name"]: Path(row["path"]) for row in json.loads(result.stdout)}
+    for name, (arch, source, body) in bodies.items():
+        checkpoint = nx.load_checkpoint(paths[name])
+        assert checkpoint.arch == arch and checkpoint.metrics["imported_from"] == source
+        assert checkpoint.metrics["source_sha256"] == hashlib.sha256(body).hexdigest()
+
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = reference(x)
+        converted = nx.create_model("resnet18", weights="resnet18.test_torchvision").eval()(x)
+        dirac = nx.load_checkpoint(paths["diracnet_cifar16_1.test_diracnet"]).model.eval()
+        dirac_logits = dirac(reference_input(case["input_shape"]))
+    scale = expected.abs().max()
+    assert ((converted - expected).abs().max() / scale).item() <= 1e-5  # the import's own tolerance
+    dirac_expected = torch.tensor(case["logits"])
+    assert ((dirac_logits - dirac_expected).abs().max() / dirac_expected.abs().max()).item() <= 1e-5
 
 
 # --------------------------------------------------------------------------------------------- names
