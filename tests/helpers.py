@@ -5,10 +5,42 @@ from __future__ import annotations
 import struct
 import zlib
 
+import pytest
 import torch
 from torch import nn
 
 import normresnet_export as nx
+
+#: Registry members that take seconds each to build, fold and run: 400+ layers or 50M+ parameters.
+SLOW_MODELS = frozenset(
+    name
+    for name in nx.list_models()
+    if nx.model_info(name).layer_count() >= 400 or nx.model_info(name).parameter_count() >= 50_000_000
+)
+#: The slow members ``make test`` still sweeps: the cheapest 400+ layer net of each family that
+#: has one (post- and pre-activation counted apart), so every depth-dependent path (the deep
+#: nets' float32 limits, calibrated statistics, offsets over 1000 blocks) runs on every change.
+DEEP_REPRESENTATIVES = frozenset(
+    {"resnet1001", "preact_resnet1001", "procresnet634", "tau_resnet1202_nobn", "lenoresnet401"}
+)
+
+
+def registry_params(names: list[str]) -> list[object]:
+    """``names`` as pytest parameters: slow members marked ``slow``, and ``full`` unless representative.
+
+    ``make test`` leaves out ``full`` (``make test-full`` runs everything); ``-m "not slow"``
+    leaves out the representatives too, for a quick loop.
+    """
+    params: list[object] = []
+    for name in names:
+        if name in DEEP_REPRESENTATIVES:
+            params.append(pytest.param(name, marks=pytest.mark.slow))
+        elif name in SLOW_MODELS:
+            params.append(pytest.param(name, marks=[pytest.mark.slow, pytest.mark.full]))
+        else:
+            params.append(name)
+    return params
+
 
 #: The smallest square input each kind of design accepts with finite, non-constant logits, for
 #: sweeps over the whole registry that only need *an* input. The CIFAR designs downsample 4×, so

@@ -22,14 +22,10 @@ from tests.helpers import (
     calibrate_batchnorm,
     randomise_batchnorm,
     randomise_for_folding,
+    registry_params,
     smallest_input_size,
 )
 
-SLOW = {
-    n
-    for n in nx.list_models()
-    if nx.model_info(n).layer_count() >= DEEP_LAYERS or nx.model_info(n).parameter_count() >= 50_000_000
-}
 POST_ACTIVATION = {
     n
     for n in nx.list_models()
@@ -51,9 +47,7 @@ def _prepared(name: str) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in nx.list_models()]
-)
+@pytest.mark.parametrize("name", registry_params(nx.list_models()))
 def test_fold_is_exact_across_the_registry(name):
     model = _prepared(name)
     before = {k: v.clone() for k, v in model.state_dict().items()}

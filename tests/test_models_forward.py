@@ -8,21 +8,10 @@ import pytest
 import torch
 
 import normresnet_export as nx
-from tests.helpers import calibrate_batchnorm, smallest_input_size
-
-# 1000-layer nets and 50M+ parameter nets take seconds each to build and run; `make test` still runs them.
-SLOW = {
-    name
-    for name in nx.list_models()
-    if nx.model_info(name).layer_count() >= 400 or nx.model_info(name).parameter_count() >= 50_000_000
-}
+from tests.helpers import calibrate_batchnorm, registry_params, smallest_input_size
 
 
-def _params(names: list[str]) -> list[object]:
-    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in names]
-
-
-@pytest.mark.parametrize("name", _params(nx.list_models()))
+@pytest.mark.parametrize("name", registry_params(nx.list_models()))
 def test_forward_in_train_and_eval_mode(name):
     info = nx.model_info(name)
     torch.manual_seed(0)
