@@ -132,7 +132,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         files[f"canary{index}"] = path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        files["onnx"] = nx.export_onnx(nx.load_checkpoint(checkpoint), root / "model.onnx").path
+        files["onnx"] = nx.export_onnx(
+            nx.load_checkpoint(checkpoint), root / "model.onnx", exporter="torchscript"
+        ).path
     pixels = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
     files["png"], files["jpeg"] = root / "image.png", root / "image.jpg"
     Image.fromarray(pixels).save(files["png"])

@@ -63,7 +63,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     _image(images / "[bold]x.png")
     _image(images / f"e{CLEAR}z.png", seed=1)
     (images / f"bad{ESC}[31m.png").write_bytes(b"not an image")
-    onnx_file = nx.export_onnx(checkpoint, root / "m.onnx").path
+    onnx_file = nx.export_onnx(checkpoint, root / "m.onnx", exporter="torchscript").path
     return {"checkpoint": checkpoint, "onnx": onnx_file, "images": images}
 
 

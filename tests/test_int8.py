@@ -30,9 +30,8 @@ runner = CliRunner()
 def int8_export(digits_resnet20, tmp_path_factory) -> tuple[Path, dict]:  # noqa: F811
     """The digits resnet20 exported with --int8 --calibration digits, and the --json document."""
     path = tmp_path_factory.mktemp("int8") / "resnet20.int8.onnx"
-    done = runner.invoke(
-        app, ["export", str(digits_resnet20), "-o", str(path), "--int8", "--calibration", "digits", "--json"]
-    )
+    arguments = ["export", str(digits_resnet20), "-o", str(path), "--int8", "--calibration", "digits"]
+    done = runner.invoke(app, [*arguments, "--json", "--exporter", "torchscript"])
     assert done.exit_code == 0, done.output
     return path, json.loads(done.stdout)
 
@@ -85,7 +84,7 @@ def test_constant_calibration_images_fail_the_gate_and_write_nothing(digits_resn
     done = runner.invoke(
         app,
         ["export", str(digits_resnet20), "-o", str(out), "--int8", "--calibration", f"folder:{folder}",
-         "--gate-data", "digits"],
+         "--gate-data", "digits", "--exporter", "torchscript"],
     )  # fmt: skip
     assert done.exit_code == 1, done.output
     message = done.stderr.strip()
