@@ -18,6 +18,7 @@ from normresnet_export.compare import Deviation, shortfall
 from normresnet_export.export.onnx import read_metadata
 from normresnet_export.export.result import ExportCheck
 from normresnet_export.export.verify import ExportCheckError, require
+from normresnet_export.fold import fold_model
 
 runner = CliRunner()
 
@@ -62,7 +63,11 @@ def test_no_check_exports_anyway_and_the_metadata_says_unverified(tmp_path, over
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "not checked (--no-check): its metadata records it as unverified" in result.stdout
-    assert read_metadata(target).verified is False
+    metadata = read_metadata(target)
+    assert metadata.verified is False
+    assert metadata.fold["checked"] is False and metadata.fold["passed"] is None  # no pass it never had
+    unchecked = fold_model(nx.load_checkpoint(overflowing).model, check=False).report
+    assert unchecked.passed and unchecked.to_dict()["passed"] is None  # callers go on; records do not claim
 
 
 def test_fold_of_an_overflowing_model_fails_in_words(tmp_path, overflowing):

@@ -102,6 +102,14 @@ class FoldReport:
             for precision, d in self.deviations.items()
         )
 
+    def verdict(self) -> bool | None:
+        """What a record says: :attr:`passed` when the check ran, ``None`` (not judged) when it did not.
+
+        :attr:`passed` is True for an unchecked fold, so that callers do not stop on it; a record
+        written into a file must not claim a check that never ran.
+        """
+        return self.passed if self.checked else None
+
     def failure(self) -> str | None:
         """Why the check failed, in one sentence for a person (``None`` when it passed or did not run)."""
         for precision, found in self.deviations.items():
@@ -150,7 +158,8 @@ class FoldReport:
             "input_size": list(self.input_size) if self.input_size else None,
             "deviations": {k: asdict(v) for k, v in self.deviations.items()},
             "limits": {precision: self.limit(precision) for precision in self.deviations},
-            "passed": self.passed,
+            "checked": self.checked,
+            "passed": self.verdict(),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,7 +167,7 @@ class FoldReport:
         data = asdict(self)
         data["input_size"] = list(self.input_size) if self.input_size else None
         data["limits"] = {precision: self.limit(precision) for precision in self.deviations}
-        data["checked"], data["passed"] = self.checked, self.passed
+        data["checked"], data["passed"] = self.checked, self.verdict()
         data["stream_bn"] = self.stream_bn_counts()
         return data
 
