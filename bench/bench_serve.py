@@ -24,6 +24,7 @@ server and its ONNX Runtime threads share the cores. ``--quick`` checks that the
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,11 @@ class Server:
                 if sample.labels.get("model") == "m" and "le" not in sample.labels:
                     values[sample.name] = sample.value
         return values
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux ``/proc``)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.process.terminate()
@@ -150,17 +156,19 @@ def main() -> None:
             in_process = {t.batch: t for t in timed}
             print(
                 "| path | clients / batch | images/s | p50 ms | p99 ms | mean batch "
-                "| batch compute ms | errors |"
+                "| batch compute ms | errors | server CPU ms/image | client CPU ms/image |"
             )
-            print("|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for b in clients:
                 t = in_process[b]
                 print(
                     f"| ONNX Runtime in-process | {b} | {t.images_per_second:.0f} | {t.percentile(50):.2f} "
-                    f"| {t.percentile(99):.2f} | {b} | {t.percentile(50):.2f} | - |"
+                    f"| {t.percentile(99):.2f} | {b} | {t.percentile(50):.2f} | - "
+                    f"| {args.threads * t.percentile(50) / b:.2f} (threads × time) | - |"
                 )
             image = inputs[1].numpy()
             served: dict[tuple[str, int], tuple[float, float, float]] = {}
+            cpu: dict[tuple[str, int], tuple[float, float]] = {}
             for label, batch in (("batching", args.max_batch_size), ("no batching", 1)):
                 server = Server(
                     onnx_file,
@@ -175,7 +183,10 @@ def main() -> None:
                 try:
                     for count in clients:
                         before = server.metrics()
+                        server_cpu, client_cpu = server.cpu_seconds(), time.process_time()
                         rate, latencies, errors = drive(server.url, image, count, args.seconds)
+                        server_cpu = server.cpu_seconds() - server_cpu
+                        client_cpu = time.process_time() - client_cpu
                         after = server.metrics()
                         batches, rows, compute = (
                             after[key] - before.get(key, 0.0)
@@ -188,9 +199,12 @@ def main() -> None:
                         p50, p99 = (float(np.percentile(latencies, q)) * 1e3 for q in (50, 99))
                         mean_compute = compute / max(batches, 1) * 1e3
                         served[label, count] = (rate, p99, mean_compute)
+                        images = len(latencies) + count  # each client's warm-up request ran in the window too
+                        cpu[label, count] = (server_cpu / images * 1e3, client_cpu / images * 1e3)
                         print(
                             f"| server, {label} | {count} | {rate:.0f} | {p50:.2f} | {p99:.2f} "
-                            f"| {rows / max(batches, 1):.1f} | {mean_compute:.2f} | {errors} |"
+                            f"| {rows / max(batches, 1):.1f} | {mean_compute:.2f} | {errors} "
+                            f"| {cpu[label, count][0]:.2f} | {cpu[label, count][1]:.2f} |"
                         )
                 finally:
                     server.stop()
@@ -212,6 +226,16 @@ def main() -> None:
             print(
                 f"- p99 {p99:.1f} ms against --max-delay-ms + 2× batch compute = {bound:.1f} ms: "
                 f"{'PASS' if p99 <= bound else 'FAIL'}"
+            )
+            # What the cores allow: every image costs the server's CPU and the client's, on the
+            # same cores (os.sched_getaffinity), so throughput is at most cores / (both together).
+            server_ms, client_ms = cpu["batching", target]
+            cores = len(os.sched_getaffinity(0))
+            print(
+                f"- CPU per image at {target} clients: server {server_ms:.2f} ms + client {client_ms:.2f} ms "
+                f"on {cores} shared cores: at most {cores * 1e3 / (server_ms + client_ms):.0f} images/s "
+                f"(= {cores * 1e3 / (server_ms + client_ms) / reference:.2f}× in-process); in-process ONNX "
+                f"Runtime needs {args.threads * in_process[target].percentile(50) / target:.2f} ms per image"
             )
 
 
