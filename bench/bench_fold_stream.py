@@ -4,8 +4,8 @@
     python bench/bench_fold_stream.py --int8            # also the int8 (QDQ) models of both folds
     python bench/bench_fold_stream.py --quick           # preact_resnet20, batch 2, one short block
 
-Three ONNX exports of each model, all run by ONNX Runtime on the CPU with 2 threads, on the
-same inputs, in interleaved blocks (``normresnet_export.runtime.timing``):
+Three ONNX exports of each model, all run by ONNX Runtime on the CPU with 2 threads
+(``--threads``), on the same inputs, in interleaved blocks (``normresnet_export.runtime.timing``):
 
     unfolded export · folded with --keep-stream-bn (the fold before this pass) · folded (default)
 
@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import calibrate_batchnorm, randomise_for_folding
 
 MODELS = ["preact_resnet164", "preact_resnet1001", "procresnet166", "lenoresnet50"]
-THREADS = 2
 SHOWN = ("Conv", "BatchNormalization", "Mul", "Add", "Add (constant)", "Relu")
 
 
@@ -88,6 +87,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per block")
     parser.add_argument("--int8", action="store_true", help="also time the int8 (QDQ) model of each fold")
     parser.add_argument(
@@ -96,7 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.models, args.batches, args.repeats, args.budget = "preact_resnet20", "2", 1, 0.1
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.models.split(","):
@@ -110,7 +110,7 @@ def main() -> None:
                 print(f"| {label} | {cells} |")
             print()
             backends = {
-                label: open_model(path, label=label, device="cpu", threads=THREADS)
+                label: open_model(path, label=label, device="cpu", threads=args.threads)
                 for label, path in paths.items()
             }
             size = tuple(nx.model_info(name).input_size)
@@ -119,7 +119,7 @@ def main() -> None:
                 pairs = [(label, batch, backend.bind(x)) for label, backend in backends.items()]
                 timings = time_interleaved(pairs, repeats=args.repeats, budget=args.budget, pause=0.2)
                 base = timings[0].percentile(50)
-                print(f"### {name}, batch {batch}, ONNX Runtime {THREADS} threads\n")
+                print(f"### {name}, batch {batch}, ONNX Runtime {args.threads} threads\n")
                 print("| export | p50 ms | p90 ms | images/s | vs unfolded |")
                 print("|---|---:|---:|---:|---:|")
                 for t in timings:
