@@ -120,6 +120,16 @@ CATALOGUE_COLUMNS = (
 )
 
 
+#: The columns every comparison table shows (the fold check, the export check, ``check``): the
+#: deviation from the reference, its limit and the top-1 agreement, under the same keys.
+_DEVIATION_COLUMNS = (
+    Column("max_abs", "max |Δ|", "right"),
+    Column("max_rel", "max rel", "right"),
+    Column("limit", "limit", "right"),
+    Column("top1", "top-1 agreement", "right"),
+)
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2e}"
 
@@ -141,13 +151,7 @@ def print_fold_deviations(report: Any) -> None:
     ]
     print_table(
         rows,
-        (
-            Column("precision", "precision"),
-            Column("max_abs", "max |Δ|", "right"),
-            Column("max_rel", "max rel", "right"),
-            Column("limit", "limit", "right"),
-            Column("top1", "top-1 agreement", "right"),
-        ),
+        (Column("precision", "precision"), *_DEVIATION_COLUMNS),
         title=f"folded vs. unfolded logits ({size})",
     )
     if report.float32_noise is not None:
@@ -179,14 +183,7 @@ def print_failed_check(error: Any, *, as_json: bool) -> None:
         }
         print_table(
             [row],
-            (
-                Column("runtime", "runtime"),
-                Column("batches", "batches"),
-                Column("max_abs", "max |Δ|", "right"),
-                Column("max_rel", "max rel", "right"),
-                Column("limit", "limit", "right"),
-                Column("top1", "top-1 agreement", "right"),
-            ),
+            (Column("runtime", "runtime"), Column("batches", "batches"), *_DEVIATION_COLUMNS),
             title="the export vs. the unfolded model",
         )
 
@@ -371,10 +368,7 @@ def print_check_report(report: Any) -> None:
         Column("backend", "backend"),
         Column("provider", "device / provider"),
         Column("precision", "precision"),
-        Column("max_abs", "max |Δ|", "right"),
-        Column("max_rel", "max rel", "right"),
-        Column("limit", "limit", "right"),
-        Column("top1", "top-1 agreement", "right"),
+        *_DEVIATION_COLUMNS,
     ]
     if labelled:
         columns.append(Column("accuracy", "accuracy", "right"))
