@@ -27,23 +27,8 @@ from normresnet_export.errors import InputError
 from normresnet_export.runtime.loader import check_runtime, model_kind, triton_model_file
 from normresnet_export.runtime.openvino_backend import OpenVinoBackend
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
-from normresnet_export.serve.protocol import ONNX_DATATYPES, TensorInfo
+from normresnet_export.serve.protocol import ONNX_DATATYPES, OPENVINO_DATATYPES, TensorInfo
 
-#: The protocol's datatype of each OpenVINO element type a served tensor may have.
-OPENVINO_DATATYPES: dict[str, str] = {
-    "boolean": "BOOL",
-    "u8": "UINT8",
-    "u16": "UINT16",
-    "u32": "UINT32",
-    "u64": "UINT64",
-    "i8": "INT8",
-    "i16": "INT16",
-    "i32": "INT32",
-    "i64": "INT64",
-    "f16": "FP16",
-    "f32": "FP32",
-    "f64": "FP64",
-}
 #: The ``platform`` the model metadata names for each runtime (Triton's names).
 PLATFORMS = {"onnxruntime": "onnxruntime_onnx", "openvino": "openvino"}
 

@@ -62,6 +62,22 @@ ONNX_DATATYPES: dict[str, str] = {
     "tensor(string)": "BYTES",
 }
 
+#: OpenVINO's element types (``Type.get_type_name()``) as protocol datatypes.
+OPENVINO_DATATYPES: dict[str, str] = {
+    "boolean": "BOOL",
+    "u8": "UINT8",
+    "u16": "UINT16",
+    "u32": "UINT32",
+    "u64": "UINT64",
+    "i8": "INT8",
+    "i16": "INT16",
+    "i32": "INT32",
+    "i64": "INT64",
+    "f16": "FP16",
+    "f32": "FP32",
+    "f64": "FP64",
+}
+
 #: The HTTP header that gives the length of the JSON part of a binary request or response.
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
