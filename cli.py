@@ -254,7 +254,8 @@ def models_command(
 @app.command("train")
 def train_command(
     arch: Annotated[str, typer.Argument(help="Model to train (`normexport models` lists them).")],
-    # --dataset, --device and --procrustes take any text: TrainConfig checks it (one line, exit 2).
+    # --dataset, --device, --optimizer and --procrustes take any text: TrainConfig checks it
+    # (one line, exit 2).
     dataset: Annotated[
         str,
         typer.Option(
@@ -279,6 +280,14 @@ def train_command(
     lr: Annotated[float | None, typer.Option("--lr", help="Initial learning rate (recipe's).")] = None,
     weight_decay: Annotated[
         float | None, typer.Option("--weight-decay", help="Weight decay (recipe's).")
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(
+            "--optimizer",
+            help=f"{_listing('OPTIMIZERS')}: the recipe's SGD (default), or AdamW with its groups and "
+            "schedule.",
+        ),
     ] = None,
     recipe: Annotated[
         str | None, typer.Option("--recipe", help="Recipe name (default: the model family's).")

@@ -226,6 +226,28 @@ def _shareable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """``safetensors.torch.save`` with the header's ``__metadata__`` keys in sorted order.
+
+    safetensors writes the metadata map in hash order, which changes from process to
+    process, so the same weights saved twice gave files with different sha256 digests (and
+    a rebuild of the shipped weights rewrote the registry's digests although nothing had
+    changed). The header is a JSON object after an 8-byte little-endian length; it is written
+    again with the same tensor entries in the same order, the metadata sorted, and padded with
+    spaces to a multiple of 8 bytes as safetensors pads it. The tensor data after it is untouched.
+    """
+    from safetensors.torch import save
+
+    blob = save(tensors, metadata=metadata)
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    header = {"__metadata__": header.pop("__metadata__"), **header}
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + blob[8 + length :]
+
+
 def _builder_keywords(
     model: nn.Module, arch: str | None, model_kwargs: Mapping[str, Any] | None
 ) -> tuple[str, dict[str, Any]]:
@@ -337,9 +359,7 @@ def save_checkpoint(
             raise InputError(
                 "a .safetensors file cannot hold train_state; save a .pt checkpoint to resume training"
             )
-        from safetensors.torch import save as safetensors_bytes
-
-        blob = safetensors_bytes(
+        blob = _safetensors_bytes(
             _shareable_state_dict(model), metadata={"format": FORMAT, "normexport": json.dumps(meta)}
         )
         with atomic_write(path, inputs=inputs) as handle:

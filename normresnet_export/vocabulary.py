@@ -60,6 +60,12 @@ DATA_KINDS: tuple[str, ...] = ("digits", "cifar10", "cifar100", "imagenet", "fol
 #: to learn). ``--dataset folder --data-dir D`` is the same as ``--dataset folder:D``.
 TRAINING_DATASETS: tuple[str, ...] = tuple(kind for kind in DATA_KINDS if kind != "random")
 
+#: What ``normexport train --optimizer`` steps with: every recipe's SGD (momentum and Nesterov as
+#: the recipe says), or AdamW (decoupled weight decay, the recipe's parameter groups and
+#: schedule) for a net that SGD does not get moving in a small budget — tau-ResNet without
+#: BatchNorm on the digits is one.
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+
 #: How ProcResNet training projects its transition convolutions.
 PROJECTION_MODES: tuple[str, ...] = ("exact", "reference")
 

@@ -125,6 +125,26 @@ def test_safetensors_header_carries_the_metadata_and_refuses_train_state(tmp_pat
         )
 
 
+def test_safetensors_files_of_the_same_weights_are_byte_identical(tmp_path):
+    # safetensors writes its metadata map in hash order; two keys came out in either order at random
+    from safetensors.torch import load_file
+
+    model = _trained_like("resnet20")
+    blobs = {
+        nx.save_checkpoint(tmp_path / f"m{i}.safetensors", model, arch="resnet20", labels=LABELS).read_bytes()
+        for i in range(8)
+    }
+    assert len(blobs) == 1
+    (blob,) = blobs
+    length = int.from_bytes(blob[:8], "little")
+    assert length % 8 == 0
+    assert list(json.loads(blob[8 : 8 + length])["__metadata__"]) == ["format", "normexport"]
+    loaded = load_file(str(tmp_path / "m0.safetensors"))
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded[name], tensor), name
+    assert nx.load_checkpoint(tmp_path / "m0.safetensors").labels == LABELS
+
+
 def test_default_tau_is_stored_explicitly(tmp_path):
     path = nx.save_checkpoint(tmp_path / "t.pt", nx.create_model("tau_resnet110"), arch="tau_resnet110")
     assert torch.load(path, weights_only=True)["model_kwargs"]["tau"] == pytest.approx(0.13608, abs=1e-5)

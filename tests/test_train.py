@@ -141,6 +141,36 @@ def test_every_family_trains_one_step(tmp_path, arch, recipe):
         assert not torch.equal(last.model.tau, initial["tau"])
 
 
+def test_adamw_keeps_the_recipes_groups_and_schedule_and_a_resumed_run_keeps_it(tmp_path):
+    run = tmp_path / "run"
+    args = ["--dataset", "digits", "--limit-train", "8", "--limit-test", "4", "--batch-size", "4"]
+    first = ["tau_resnet20_nobn", *args, "--optimizer", "adamw", "--lr", "0.002", "--out", str(run)]
+    result = runner.invoke(app, ["train", *first, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["optimizer"] == "adamw" and "momentum" not in config
+    state = torch.load(run / "last.pt", weights_only=True)["train_state"]
+    groups = {g["name"]: g for g in state["optimizer"]["param_groups"]}
+    # AdamW's state: a step count and two moments per parameter; tau and the offsets at lr/10
+    assert all({"step", "exp_avg", "exp_avg_sq"} <= s.keys() for s in state["optimizer"]["state"].values())
+    assert groups["main"]["lr"] == pytest.approx(0.002) and groups["tau"]["lr"] == pytest.approx(0.0002)
+    assert groups["offsets"]["weight_decay"] == pytest.approx(1e-4)
+    assert _history(run)[0]["lr"] == pytest.approx(0.002)  # the main group's rate, not tau's
+    assert "--optimizer sgd (the run has adamw)" in _error(
+        ["tau_resnet20_nobn", *args, "--optimizer", "sgd", "--out", str(run), "--resume"]
+    )
+    resumed = runner.invoke(
+        app, ["train", "tau_resnet20_nobn", *args, "--out", str(run), "--resume", "--epochs", "2"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "AdamW lr 0.002" in resumed.output
+    assert json.loads((run / "config.json").read_text())["optimizer"] == "adamw"
+    assert "unknown --optimizer 'adam'; expected one of sgd, adamw" in _error(
+        ["resnet20", *args, "--optimizer", "adam", "--out", str(tmp_path / "never")]
+    )
+    assert not (tmp_path / "never").exists()
+
+
 def test_check_and_training_evaluate_on_the_same_digits():
     from normresnet_export.data import digits
 

@@ -14,6 +14,7 @@ device-bound ``--amp``/``--channels-last`` (a run started on a GPU may continue 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from normresnet_export.data.sets import data_kind, parse_data_set
 from normresnet_export.errors import InputError
 from normresnet_export.nn.procrustes import PROJECTION_MODES
+from normresnet_export.vocabulary import OPTIMIZERS
 from trainers.datasets import DATASETS
 from trainers.distributed import DEVICES
 
@@ -42,6 +44,7 @@ class TrainConfig:
         batch_size: Images per optimizer step over all processes (recipe default).
         lr: Initial learning rate of the main parameter group.
         weight_decay: Weight decay of the parameters the recipe decays.
+        optimizer: ``sgd`` (every recipe's) or ``adamw``; default ``sgd``.
         recipe: Recipe name (default: the family's).
         tau: tau-ResNet residual scale (default: the paper's rule).
         regul_freq: ProcResNet projection probability per step.
@@ -71,6 +74,7 @@ class TrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     weight_decay: float | None = None
+    optimizer: str | None = None
     recipe: str | None = None
     tau: float | None = None
     regul_freq: float | None = None
@@ -104,6 +108,10 @@ class TrainConfig:
             problems.append(str(exc))
         if self.device not in DEVICES:
             problems.append(f"unknown device {self.device!r}; expected one of {', '.join(DEVICES)}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            problems.append(
+                f"unknown --optimizer {self.optimizer!r}; expected one of {', '.join(OPTIMIZERS)}"
+            )
         if self.procrustes is not None and self.procrustes not in PROJECTION_MODES:
             problems.append(
                 f"unknown --procrustes mode {self.procrustes!r}; "
@@ -150,6 +158,11 @@ class TrainConfig:
         return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
 
 
+def recorded_optimizer(recorded: Mapping[str, Any]) -> str:
+    """The optimizer a recorded run used: runs from before ``--optimizer`` recorded ``"SGD"``."""
+    return str(recorded.get("optimizer", "sgd")).lower()
+
+
 def conflicts_with(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:
     """Options given on ``--resume`` whose value differs from the recorded run's, as ``--opt X (run: Y)``."""
     mapping = {
@@ -173,6 +186,8 @@ def conflicts_with(config: TrainConfig, recorded: dict[str, Any]) -> list[str]:
             continue
         if name == "tau":
             old = recorded.get("model_kwargs", {}).get("tau")
+        elif name == "optimizer":
+            old = recorded_optimizer(recorded)
         elif name == "model_kwargs":
             old = {k: recorded.get("model_kwargs", {}).get(k) for k in value}
         else:

@@ -1,4 +1,4 @@
-"""The network being trained and what updates it: model, SGD, gradient scaler, schedule, Procrustes step.
+"""The network being trained and what updates it: model, optimizer, scaler, schedule, Procrustes step.
 
 :meth:`Learner.build` makes them in a fixed order from the run seed, so every process starts
 from identical weights; :meth:`Learner.update` is one optimizer step, with the family's two
@@ -27,7 +27,7 @@ class Learner:
 
     Attributes:
         model: The (unwrapped) model.
-        optimizer: SGD with the recipe's parameter groups.
+        optimizer: SGD or AdamW with the recipe's parameter groups.
         scaler: The AMP gradient scaler, or ``None`` in float32.
         schedule: Sets the learning rate before each step.
         procrustes: ProcResNet's projection after each step, or ``None``.
@@ -35,7 +35,7 @@ class Learner:
     """
 
     model: nn.Module
-    optimizer: torch.optim.SGD
+    optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     schedule: LRSchedule
     procrustes: ProcrustesStep | None
@@ -51,6 +51,7 @@ class Learner:
         recipe = settings.recipe
         optimizer = build_optimizer(
             model,
+            kind=settings.optimizer,
             lr=settings.lr,
             momentum=recipe.momentum,
             nesterov=recipe.nesterov,
@@ -90,7 +91,7 @@ class Learner:
         return contextlib.nullcontext()
 
     def update(self, loss: torch.Tensor) -> None:
-        """One optimizer step on ``loss``: backward, the tau hook, the SGD step, then maybe a projection."""
+        """One step on ``loss``: backward, the tau hook, the optimizer step, then maybe a projection."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

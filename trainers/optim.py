@@ -1,4 +1,4 @@
-"""SGD with the recipe's parameter groups, and the learning rate at every step.
+"""The optimizer (the recipe's SGD, or AdamW) over the recipe's parameter groups, and each step's rate.
 
 Which parameters decay, and which learn at a scaled rate, is what distinguishes the
 recipes most: ProcResNet and LeNo decay everything;
@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from normresnet_export.vocabulary import OPTIMIZERS
 from trainers.recipes import DecayOn, Schedule
 
 _GROUP_PATTERNS = {
@@ -44,7 +45,7 @@ def parameter_groups(
     decay_on: DecayOn,
     lr_groups: tuple[tuple[str, float], ...] = (),
 ) -> list[dict[str, Any]]:
-    """SGD parameter groups: one per (learning-rate multiplier, decays or not) that has parameters.
+    """Optimizer parameter groups: one per (learning-rate multiplier, decays or not) that has parameters.
 
     Each group carries ``name``, ``base_lr`` (its unscheduled rate) and its ``weight_decay``.
     Shared parameters (tau-ResNet's one tau, registered in every block) appear once.
@@ -83,16 +84,30 @@ def parameter_groups(
 def build_optimizer(
     model: nn.Module,
     *,
+    kind: str = "sgd",
     lr: float,
     momentum: float,
     nesterov: bool,
     weight_decay: float,
     decay_on: DecayOn,
     lr_groups: tuple[tuple[str, float], ...] = (),
-) -> torch.optim.SGD:
-    """The recipe's SGD (weight decay as the reference applies it: L2 added to the gradient)."""
+) -> torch.optim.Optimizer:
+    """The optimizer over the recipe's parameter groups.
+
+    ``sgd`` is the recipe's SGD, with weight decay as the references apply it (L2 added to
+    the gradient). ``adamw`` is AdamW with torch's default betas and epsilon; each group's
+    weight decay is decoupled (subtracted from the weights), and ``momentum``/``nesterov``
+    do not apply.
+
+    Raises:
+        ValueError: ``kind`` is not one of ``OPTIMIZERS`` (``TrainConfig`` checks it first).
+    """
     groups = parameter_groups(model, lr=lr, weight_decay=weight_decay, decay_on=decay_on, lr_groups=lr_groups)
-    return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    if kind == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=nesterov)
+    if kind == "adamw":
+        return torch.optim.AdamW(groups, lr=lr)
+    raise ValueError(f"unknown optimizer {kind!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 @dataclass
@@ -116,11 +131,15 @@ class LRSchedule:
         return self.schedule.factor(self.position(epoch, global_step))
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int, global_step: int) -> float:
-        """Set every group's rate for the next step; returns the main group's rate."""
+        """Set every group's rate for the next step; returns the main group's rate.
+
+        The main group need not be the first: a tau-ResNet's first parameter is its tau, so
+        its first group is tau's, at a tenth of the rate.
+        """
         factor = self.factor(epoch, global_step)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        return optimizer.param_groups[0]["lr"]
+        return main_lr(optimizer)
 
     def decays_at_epoch_start(self, epoch: int) -> bool:
         """Whether an epoch-unit schedule changes its factor when ``epoch`` begins."""
@@ -138,7 +157,7 @@ class LRSchedule:
 
 
 def main_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The current rate of the main group (the first one created)."""
+    """The current rate of the main group (its name starts with ``main``; else the first group)."""
     for group in optimizer.param_groups:
         if str(group.get("name", "")).startswith("main"):
             return float(group["lr"])

@@ -119,6 +119,14 @@ def describe_schedule(schedule: Schedule, lr: float) -> str:
     )
 
 
+def _optimizer(settings: RunSettings) -> str:
+    """``SGD lr 0.1 momentum 0.9`` (Nesterov said when on), or ``AdamW lr 0.001``."""
+    if settings.optimizer == "adamw":
+        return f"AdamW lr {settings.lr:g} (decoupled decay)"
+    nesterov = " (Nesterov)" if settings.recipe.nesterov else ""
+    return f"SGD lr {settings.lr:g} momentum {settings.recipe.momentum:g}{nesterov}"
+
+
 def opening_lines(
     settings: RunSettings, position: Position, *, parameters: int, backend: str | None
 ) -> list[str]:
@@ -135,8 +143,8 @@ def opening_lines(
         f"training {s.arch} ({s.family}, {parameters:,} parameters) on {data.name}: "
         f"{data.num_train:,} train / {data.num_test:,} test images, {data.num_classes} classes",
         f"recipe {recipe.name}: {s.epochs} epoch{'s' if s.epochs != 1 else ''}, "
-        f"batch {s.batch_size}, SGD lr {s.lr:g} "
-        f"momentum {recipe.momentum:g}, weight decay {s.weight_decay:g} on {_DECAY[recipe.decay_on]}, "
+        f"batch {s.batch_size}, {_optimizer(s)}, "
+        f"weight decay {s.weight_decay:g} on {_DECAY[recipe.decay_on]}, "
         f"lr {describe_schedule(s.schedule, s.lr)}; augmentation: {data.augmentation}",
     ]
     if s.procrustes_mode:

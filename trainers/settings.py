@@ -27,7 +27,7 @@ from torch.nn import Parameter
 from normresnet_export.errors import InputError
 from normresnet_export.limits import MAX_BATCH, MAX_SEED, check_int, thread_limit
 from normresnet_export.models import create_model, model_info
-from trainers.config import TrainConfig, conflicts_with
+from trainers.config import TrainConfig, conflicts_with, recorded_optimizer
 from trainers.datasets import DataSource, load_data
 from trainers.distributed import Topology, resolve_device
 from trainers.procrustes import supports_projection
@@ -64,6 +64,7 @@ class RunSettings:
         workers: Data-loader worker processes.
         steps_per_epoch: Optimizer steps in one epoch (per process; the same on every process).
         schedule: The learning-rate schedule, stretched to this run's length.
+        optimizer: ``sgd`` or ``adamw`` (``vocabulary.OPTIMIZERS``).
         lr: Initial learning rate of the main parameter group.
         weight_decay: Weight decay of the parameters the recipe decays.
         regul_freq: Procrustes projection probability per step (``None``: no projection).
@@ -91,6 +92,7 @@ class RunSettings:
     workers: int
     steps_per_epoch: int
     schedule: Schedule
+    optimizer: str
     lr: float
     weight_decay: float
     regul_freq: float | None
@@ -146,10 +148,9 @@ class RunSettings:
             "batch_size_per_process": self.batch_size_per_process,
             "test_batch_size": self.test_batch_size,
             "steps_per_epoch": self.steps_per_epoch,
-            "optimizer": "SGD",
+            "optimizer": self.optimizer,
             "lr": self.lr,
-            "momentum": recipe.momentum,
-            "nesterov": recipe.nesterov,
+            **({"momentum": recipe.momentum, "nesterov": recipe.nesterov} if self.optimizer == "sgd" else {}),
             "weight_decay": self.weight_decay,
             "weight_decay_on": recipe.decay_on,
             "lr_groups": [list(g) for g in recipe.lr_groups],
@@ -180,6 +181,7 @@ _RUN_IDENTITY = (
     "batch_size",
     "lr",
     "weight_decay",
+    "optimizer",
     "num_classes",
     "regul_freq",
     "procrustes_mode",
@@ -376,6 +378,7 @@ def resolve_settings(request: TrainConfig, topology: Topology) -> RunSettings:
         else (0 if request.dataset == "digits" else min(recipe.workers, 4)),
         steps_per_epoch=steps_per_epoch,
         schedule=_schedule(recipe, recorded, epochs, steps_per_epoch),
+        optimizer=request.optimizer or recorded_optimizer(recorded),
         lr=float(pick("lr", recipe.lr)),
         weight_decay=float(pick("weight_decay", recipe.weight_decay)),
         regul_freq=float(pick("regul_freq", recipe.regul_freq or 0.0)) if projects else None,
