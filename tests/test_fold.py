@@ -287,40 +287,28 @@ def test_the_smaller_patterns_fold_into_the_five_convs():
 # ------------------------------------------------------------------------------------- real data
 
 
-def _digits(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's handwritten digits (bundled with the package), upsampled to 3×size×size.
-
-    16×16 keeps the training in this test to a few seconds; the CIFAR designs accept it.
-    """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
-    return (images - 0.5) / 0.5, torch.tensor(digits.target)
-
-
 @pytest.mark.parametrize("name", ["preact_resnet20", "diracnet_cifar16_1"])
 def test_folded_model_predicts_the_same_digits(name):
-    images, labels = _digits()
-    torch.manual_seed(0)
-    model = nx.create_model(name)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
-    train = torch.arange(1500)
-    for _ in range(4):
-        for batch in train[torch.randperm(len(train))].split(64):
-            optimizer.zero_grad()
-            F.cross_entropy(model(images[batch]), labels[batch]).backward()
-            optimizer.step()
-    model.eval()
-    result = fold_model(model, input_size=(3, 16, 16))
+    # The shipped digits-trained weights: trained statistics, and the same on every CPU (a short
+    # training run here learnt more or less depending on the CPU's float32 kernels).
+    from normresnet_export.data import digits
+
+    checkpoint = nx.load_checkpoint(nx.resolve_model_file(f"{name}.digits"))
+    model, prep = checkpoint.model.eval(), checkpoint.preprocessing
+    assert prep is not None and prep.input_size == (3, 32, 32)
+    raw, _ = digits.load_digits()
+    mean, std = torch.tensor(prep.mean).view(1, 3, 1, 1), torch.tensor(prep.std).view(1, 3, 1, 1)
+    images = (raw.float() / 255 - mean) / std
+    test_images, test_labels = digits.test_split()
+    result = fold_model(model, input_size=(3, 32, 32))
     folded = result.model
     if name.startswith("preact"):  # trained statistics: the residual-stream BatchNorms leave too
         assert result.report.stream_bn_counts() == {"removed": 10, "kept": 0}
     with torch.no_grad():
         before, after = model(images).argmax(1), folded(images).argmax(1)
+        held_out = model((test_images.float() / 255 - mean) / std).argmax(1)
     assert torch.equal(before, after)  # 100% top-1 agreement on all 1,797 real images
-    assert (before[1500:] == labels[1500:]).float().mean() > 0.8  # and the net really learned (held-out)
+    assert (held_out == test_labels).float().mean() > 0.9  # and the net really learned (held-out)
 
 
 # ------------------------------------------------------------------------------------- checkpoints and CLI

@@ -90,6 +90,13 @@ def check_precision(precision: str) -> tuple[str, str]:
     return _HINTS[precision]
 
 
+def _type_name(element_type: Any) -> str:
+    """OpenVINO's short name of an element type (``bf16``, ``f32``): ``str()`` of one gives
+    ``<Type: 'bfloat16'>``, so the name is asked for, with the text as the fallback."""
+    name = getattr(element_type, "get_type_name", None)
+    return str(name() if callable(name) else element_type)
+
+
 def _metadata(model: Any, path: Path) -> ModelMetadata:
     """The normexport record of an ONNX file OpenVINO has read (its ``metadata_props`` are the
     read model's ``framework`` run-time information)."""
@@ -157,8 +164,8 @@ class OpenVinoBackend(Backend):
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line C++ trace
             raise InputError(f"{_version(openvino)} cannot read {path}: {first_line(exc)}") from None
-        compiled = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
-        self.inference_precision = "bfloat16" if "bf16" in compiled else "float32"
+        compiled = _type_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.inference_precision = "bfloat16" if compiled == "bf16" else "float32"
         if self.inference_precision != wanted:
             reason = bf16_missing_reason() or f"it compiled {compiled}"
             raise DeviceError(
