@@ -661,7 +661,7 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         help=f"Inference precision, set explicitly and reported: {_listing('INFERENCE_PRECISIONS')} "
-        "(bf16: --runtime openvino on a CPU with AVX512-BF16 or AMX).",
+        "(bf16: OpenVINO for .onnx, torch autocast for checkpoints; a CPU with AVX512-BF16 or AMX).",
     ),
 ]
 MinAgreementOption = Annotated[

@@ -96,7 +96,8 @@ ANALYSIS_UNITS: tuple[str, ...] = ("block", "layer")
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "openvino")
 
 #: The inference precision asked of a runtime (``--precision``). ``bf16`` is OpenVINO's bfloat16
-#: compute on CPUs with AVX512-BF16 or AMX; float16 models are exported with ``export --fp16``.
+#: compute for an ONNX file, or torch's bfloat16 autocast for a checkpoint, on CPUs with
+#: AVX512-BF16 or AMX; float16 models are exported with ``export --fp16``.
 INFERENCE_PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 
 #: How ONNX Runtime's static quantisation picks activation ranges from the calibration data

@@ -105,7 +105,9 @@ def test_predict_and_check_take_the_openvino_runtime(folded_onnx, digits_resnet2
 
 
 def test_refusals_are_one_line(folded_onnx, digits_resnet20, monkeypatch):  # noqa: F811
-    with pytest.raises(InputError, match="--precision bf16 is computed by --runtime openvino"):
+    with pytest.raises(
+        InputError, match=r"--precision bf16 for an \.onnx file is computed by --runtime openvino"
+    ):
         open_model(folded_onnx, precision="bf16")
     with pytest.raises(InputError, match="--runtime openvino runs ONNX files, and this is a checkpoint"):
         open_model(digits_resnet20, runtime="openvino")

@@ -589,7 +589,7 @@ def test_the_openvino_runtime_serves_float32_logits_in_batches(servers, artefact
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        (["--precision", "bf16"], "--precision bf16 is computed by --runtime openvino"),
+        (["--precision", "bf16"], "--precision bf16 for an .onnx file is computed by --runtime openvino"),
         (["--runtime", "openvino", "--device", "cuda"], "the OpenVINO runtime runs on the CPU here"),
     ],
 )

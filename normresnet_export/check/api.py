@@ -89,7 +89,8 @@ def check(
         plot: Write the throughput chart here (PNG) once timed; the path is checked first, so a
             bad one fails before any work.
         runtime: What runs the ONNX artefacts: ``onnxruntime`` or ``openvino``.
-        precision: The inference precision asked of that runtime (``fp32`` or ``bf16``).
+        precision: The inference precision asked of that runtime (``fp32`` or ``bf16``); ``bf16``
+            also adds the folded checkpoint under torch's bfloat16 autocast.
         gate: What a bfloat16 or int8 artefact must achieve against the reference (default:
             top-1 agreement at least 99%, accuracy at most half a point lower).
 
@@ -111,7 +112,11 @@ def check(
     options = {"device": device, "allow_cpu_fallback": allow_cpu_fallback, "threads": threads}
     reference = open_model(loaded, label=FOLDED_REFERENCE if loaded.folded else UNFOLDED, **options)
     folded = [] if loaded.folded else [open_model(loaded, fold=True, label=FOLDED, **options)]
-    check_runtime(runtime, precision)
+    if precision != "fp32":  # the checkpoint itself, folded, at that precision: gated like any artefact
+        label = f"eager {precision} ({'folded checkpoint' if loaded.folded else 'folded'})"
+        folded.append(open_model(loaded, fold=not loaded.folded, precision=precision, label=label, **options))
+    if exported:
+        check_runtime(runtime, precision)
     artefacts = [
         open_model(path, trust_code=trust_code, runtime=runtime, precision=precision, **options)
         for path in exported

@@ -18,9 +18,14 @@ from normresnet_export.checkpoint import Checkpoint, load_checkpoint
 from normresnet_export.errors import InputError
 from normresnet_export.files.reading import sniff, zip_kind
 from normresnet_export.metadata import PROGRAM_KINDS, ModelMetadata, load_pt2, load_torchscript, require_trust
-from normresnet_export.precision import Float16Model
-from normresnet_export.runtime.base import Backend
-from normresnet_export.runtime.devices import check_device_name, check_threads, torch_device
+from normresnet_export.precision import BFloat16Autocast, Float16Model
+from normresnet_export.runtime.base import Backend, DeviceError
+from normresnet_export.runtime.devices import (
+    check_device_name,
+    check_threads,
+    torch_bf16_missing_reason,
+    torch_device,
+)
 from normresnet_export.runtime.openvino_backend import OpenVinoBackend, check_precision
 from normresnet_export.runtime.ort_backend import OnnxRuntimeBackend
 from normresnet_export.runtime.torch_backend import TorchBackend
@@ -82,7 +87,9 @@ def check_runtime(runtime: str, precision: str, kind: str = "onnx") -> None:
     """Refuse a runtime or precision that is unknown, or that does not apply to a model of ``kind``.
 
     OpenVINO runs ONNX files; ONNX Runtime here computes what the file holds (float32, or the
-    float16 or int8 an export wrote), so ``bf16`` is OpenVINO's alone.
+    float16 or int8 an export wrote), so ``bf16`` is OpenVINO's for ONNX files. A checkpoint
+    runs in torch, and ``bf16`` runs it under torch's bfloat16 autocast. TorchScript and
+    ``.pt2`` programs compute in the precision they were written in.
 
     Raises:
         InputError: Naming the choices, or what to use instead.
@@ -95,10 +102,16 @@ def check_runtime(runtime: str, precision: str, kind: str = "onnx") -> None:
             f"--runtime openvino runs ONNX files, and this is a {kind}; export it with "
             "normexport export --format onnx first"
         )
-    if precision != "fp32" and runtime != "openvino":
+    if precision != "fp32" and kind in PROGRAM_KINDS:
         raise InputError(
-            f"--precision {precision} is computed by --runtime openvino; ONNX Runtime and torch compute "
-            "in the precision of the file (export --fp16 or --int8 for a lower one)"
+            f"--precision {precision} applies to checkpoints (torch autocast) and .onnx files "
+            f"(--runtime openvino); a {kind} program computes in the precision it was exported in "
+            "(export --fp16 for a lower one)"
+        )
+    if precision != "fp32" and kind in ("onnx", "triton") and runtime != "openvino":
+        raise InputError(
+            f"--precision {precision} for an .onnx file is computed by --runtime openvino; ONNX Runtime "
+            "computes in the precision of the file (export --fp16 or --int8 for a lower one)"
         )
 
 
@@ -133,7 +146,9 @@ def open_model(
         runtime: What runs an ONNX file (or a Triton directory's): ``onnxruntime`` (default) or
             ``openvino`` (the optional extra).
         precision: The inference precision asked of the runtime, set explicitly and reported:
-            ``fp32`` (default) or ``bf16`` (OpenVINO on CPUs with AVX512-BF16 or AMX).
+            ``fp32`` (default) or ``bf16``: OpenVINO's bfloat16 for an ONNX file, torch's
+            bfloat16 autocast for a checkpoint (both on CPUs with AVX512-BF16 or AMX, or a GPU
+            that has bfloat16).
 
     Raises:
         InputError: A file that is none of the kinds above, options that do not apply to it, or
@@ -149,6 +164,8 @@ def open_model(
     kind = "checkpoint" if isinstance(model, Checkpoint) else model_kind(Path(model))
     if kind != "checkpoint" and (fold or fp16):
         raise InputError(f"fold and fp16 apply to checkpoints; {model} is already an exported {kind} model")
+    if fp16 and precision != "fp32":
+        raise InputError(f"fp16 and --precision {precision} are two precisions; ask for one")
     check_runtime(runtime, precision, kind)
     if kind in PROGRAM_KINDS:  # refused before anything else is set up
         require_trust(model, kind, trust_code)  # type: ignore[arg-type]
@@ -177,19 +194,37 @@ def open_model(
         module, metadata = load_pt2(model, device=target, trust_code=trust_code)  # type: ignore[arg-type]
         name = "torch.export"
     else:
+        bf16 = precision == "bf16"
+        if bf16:
+            reason = torch_bf16_missing_reason(target)
+            if reason is not None:
+                raise DeviceError(f"--precision bf16 for a checkpoint: {reason}; use --precision fp32")
         checkpoint = model if isinstance(model, Checkpoint) else load_checkpoint(model)
         module, metadata = _eager(checkpoint, fold=fold, fp16=fp16)
         name = "eager"
         if target.type != "cpu":  # a copy: the checkpoint's own model stays the CPU reference
             module = copy.deepcopy(module).to(target)
+        if bf16:
+            module = BFloat16Autocast(module, target.type).eval()
     if label is None:
         where = model.path.name if isinstance(model, Checkpoint) and model.path else Path(str(model)).name
         label = f"{name} ({where})"
-    return TorchBackend(module, name=name, label=label, metadata=metadata, device=target, fallback=fallback)
+    return TorchBackend(
+        module,
+        name=name,
+        label=label,
+        metadata=metadata,
+        device=target,
+        fallback=fallback,
+        precision="bfloat16" if kind == "checkpoint" and precision == "bf16" else None,
+    )
 
 
 def _eager(checkpoint: Checkpoint, *, fold: bool, fp16: bool) -> tuple[nn.Module, ModelMetadata]:
     """(module, metadata) for a checkpoint, folded and/or in float16 as asked.
+
+    bfloat16 autocast is not a property of the weights: the caller wraps it around the module
+    once it is on its device, and the backend, not the metadata, reports it.
 
     The metadata is the record an export of the same network would carry (without the export's
     named input and output), so that reports read every backend the same way.

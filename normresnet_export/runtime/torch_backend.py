@@ -2,7 +2,8 @@
 
 All run under ``torch.inference_mode`` on the device :func:`~normresnet_export.runtime.devices.torch_device`
 chose. float16 artefacts carry half weights behind float32 input and output, so they need
-nothing special here; an eager model can be asked to run in float16 the same way.
+nothing special here; an eager model can be asked to run in float16 the same way, or under
+bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class TorchBackend(Backend):
         metadata: ModelMetadata,
         device: torch.device,
         fallback: str | None = None,
+        precision: str | None = None,
     ) -> None:
         """Wrap ``module``, which already sits on ``device``.
 
@@ -37,6 +39,8 @@ class TorchBackend(Backend):
             metadata: What the model carries (arch, preprocessing, labels, precision, …).
             device: Where ``module`` is (see :func:`~normresnet_export.runtime.devices.torch_device`).
             fallback: Why this is the CPU although CUDA was asked for, if it is.
+            precision: What ``module`` computes in when it is not what the file holds
+                (``bfloat16`` under autocast); default: the metadata's precision.
 
         Raises:
             OutputError: The metadata's labels are not one per class.
@@ -44,7 +48,7 @@ class TorchBackend(Backend):
         self.module, self.torch_device, self.fallback = module, device, fallback
         self.name, self.label, self.metadata = name, label, metadata
         self.device = str(device)
-        self.precision = metadata.precision
+        self.precision = precision or metadata.precision
         if device.type == "cuda":
             # float32 means float32: TF32 convolutions (cuDNN's default) round to 10-bit mantissas.
             torch.backends.cudnn.allow_tf32 = False
