@@ -3,15 +3,16 @@
     python bench/bench_runtime.py [--models resnet110,...] [--batches 1,32] [--repeats 3] [--budget 1.0]
     python bench/bench_runtime.py --quick      # resnet20, batch 4, one short block: checks it runs
 
-Up to ten backends per model, all on the same inputs, timed in interleaved blocks by
+Up to twelve backends per model, all on the same inputs, timed in interleaved blocks by
 ``normresnet_export.runtime.timing`` (pause, warm-up, timed calls; repeated), 2 threads each:
 
     eager (unfolded) · eager (folded) · TorchScript frozen (folded) · torch.compile (folded)
+    eager bf16 and torch.compile bf16 (folded, under torch's bfloat16 autocast)
     ONNX Runtime on the unfolded export · ONNX Runtime on the folded export (the default path)
     ONNX Runtime int8 (QDQ, per-channel; calibrated on random inputs) · OpenVINO f32 · OpenVINO bf16
     OpenVINO on the int8 model
 
-OpenVINO rows need the ``[openvino]`` extra; bf16 needs a CPU with AVX512-BF16 or AMX. A row
+OpenVINO rows need the ``[openvino]`` extra; every bf16 row needs a CPU with AVX512-BF16 or AMX. A row
 that cannot run here is named with the reason. The models are randomly initialised, so these are
 speed numbers only; accuracy is gated by ``normexport optimize`` on trained weights.
 
@@ -37,7 +38,7 @@ from normresnet_export.errors import InputError
 from normresnet_export.export.onnx import read_metadata
 from normresnet_export.export.quantize import mark_int8, quantize_file
 from normresnet_export.runtime import open_model
-from normresnet_export.runtime.base import Backend
+from normresnet_export.runtime.base import Backend, DeviceError
 from normresnet_export.runtime.timing import time_interleaved
 from normresnet_export.runtime.torch_backend import TorchBackend
 
@@ -108,8 +109,24 @@ def flops_per_image(model: torch.nn.Module, size: tuple[int, ...]) -> float:
     return float(counter.get_total_flops())
 
 
+def _compiled(backend: TorchBackend, label: str, input_size: tuple[int, ...]) -> TorchBackend:
+    """``backend``'s module through ``torch.compile``, compiled here rather than in the timed blocks."""
+    compiled = torch.compile(backend.module)
+    with torch.inference_mode():
+        for batch in (1, 2, 1):
+            compiled(torch.randn(batch, *input_size))
+    return TorchBackend(
+        compiled,
+        name="eager",
+        label=label,
+        metadata=backend.metadata,
+        device=torch.device("cpu"),
+        precision=backend.precision,
+    )
+
+
 def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
-    """The six backends for ``name`` (randomly initialised; BatchNorm statistics as after training)."""
+    """Every backend for ``name`` that runs here (random weights; BatchNorm statistics as after training)."""
     torch.manual_seed(0)
     model = nx.create_model(name).eval()
     checkpoint = nx.save_checkpoint(scratch / f"{name}.pt", model, arch=name)
@@ -120,26 +137,22 @@ def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
     ]
     script = nx.export_torchscript(checkpoint, scratch / f"{name}.ts", check=False).path
     made.append(open_model(script, label="TorchScript frozen", trust_code=True, **options))  # made just above
+    size = tuple(nx.model_info(name).input_size)
     if compile_:
-        folded = made[1]
-        compiled = torch.compile(folded.module)
-        with torch.inference_mode():  # compile here, not inside the timed blocks
-            for batch in (1, 2, 1):
-                compiled(torch.randn(batch, *nx.model_info(name).input_size))
-        made.append(
-            TorchBackend(
-                compiled,
-                name="eager",
-                label="torch.compile",
-                metadata=folded.metadata,
-                device=torch.device("cpu"),
-            )
-        )
+        made.append(_compiled(made[1], "torch.compile", size))  # type: ignore[arg-type]
+    try:
+        bf16 = open_model(checkpoint, fold=True, precision="bf16", label="eager bf16", **options)
+    except DeviceError as exc:  # no native bfloat16 on this CPU
+        print(f"{name}: eager bf16 not run: {exc}")
+    else:
+        made.append(bf16)
+        if compile_:
+            made.append(_compiled(bf16, "torch.compile bf16", size))  # type: ignore[arg-type]
     unfolded = nx.export_onnx(checkpoint, scratch / f"{name}.unfolded.onnx", fold=False, check=False).path
     folded_onnx = nx.export_onnx(checkpoint, scratch / f"{name}.onnx", check=False).path
     made.append(open_model(unfolded, label="ORT (unfolded export)", **options))
     made.append(open_model(folded_onnx, label="ORT (folded export)", **options))
-    int8 = _int8(checkpoint, scratch / f"{name}.int8.onnx", tuple(nx.model_info(name).input_size))
+    int8 = _int8(checkpoint, scratch / f"{name}.int8.onnx", size)
     made.append(open_model(int8, label="ORT int8 (QDQ)", **options))
     for label, path, precision in (
         ("OpenVINO f32", folded_onnx, "fp32"),
@@ -148,7 +161,7 @@ def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
     ):
         try:
             made.append(open_model(path, label=label, runtime="openvino", precision=precision, **options))
-        except InputError as exc:  # OpenVINO missing, or no bfloat16 on this CPU
+        except (InputError, DeviceError) as exc:  # OpenVINO missing, or no bfloat16 on this CPU
             print(f"{name}: {label} not run: {exc}")
     return made
 
