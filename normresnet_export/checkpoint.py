@@ -44,12 +44,12 @@ from normresnet_export._io import atomic_write, check_output
 from normresnet_export._version import __version__
 from normresnet_export.errors import CheckpointError, InputError, first_line
 from normresnet_export.files.reading import not_a_checkpoint, read_file
-from normresnet_export.files.recognise import recognise, recognise_state_dict
+from normresnet_export.files.recognise import NORMEXPORT_FORMAT, recognise, recognise_state_dict
 from normresnet_export.fold import FoldReport, fold_model, stream_bn_removed
 from normresnet_export.models import build_record, create_model, model_info
 from normresnet_export.preprocess import Preprocessing
 
-FORMAT = "normexport.checkpoint"
+FORMAT = NORMEXPORT_FORMAT
 VERSION = 1
 SAFETENSORS_SUFFIX = ".safetensors"
 

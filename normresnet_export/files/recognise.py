@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-#: The ``format`` field of a normexport checkpoint (``checkpoint.FORMAT``; spelled here, below it).
+#: The ``format`` field of a normexport checkpoint. Defined here, in the low room that recognises
+#: files, and imported by ``checkpoint`` (which writes it) as ``FORMAT``.
 NORMEXPORT_FORMAT = "normexport.checkpoint"
 
 #: Class paths pickled by the tau-ResNet training scripts (the whole model object is saved).
