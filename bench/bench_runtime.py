@@ -27,6 +27,7 @@ the limit of the precision it computes in. Ratios are against ONNX Runtime on th
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,9 @@ from normresnet_export.runtime import open_model
 from normresnet_export.runtime.base import Backend, DeviceError
 from normresnet_export.runtime.timing import time_interleaved
 from normresnet_export.runtime.torch_backend import TorchBackend
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.helpers import calibrate_batchnorm
 
 MODELS = ["resnet110", "preact_resnet164", "procresnet166", "diracnet18", "lenoresnet50", "resnet50"]
 THREADS = 2
@@ -203,9 +207,14 @@ def _compiled(backend: TorchBackend, label: str, input_size: tuple[int, ...]) ->
 
 
 def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
-    """Every backend for ``name`` that runs here (random weights; BatchNorm statistics as after training)."""
+    """Every backend for ``name`` that runs here (random weights; BatchNorm statistics calibrated)."""
     torch.manual_seed(0)
-    model = nx.create_model(name).eval()
+    size = tuple(nx.model_info(name).input_size)
+    # As after training, each BatchNorm's statistics match the activations it sees (fresh ones,
+    # mean 0 and variance 1, let activations grow through a deep net and change its timings).
+    model = calibrate_batchnorm(
+        nx.create_model(name).eval(), torch.randn(8, *size, generator=torch.Generator().manual_seed(1))
+    )
     checkpoint = nx.save_checkpoint(scratch / f"{name}.pt", model, arch=name)
     options = {"device": "cpu", "threads": THREADS}
     made = [
@@ -214,7 +223,6 @@ def backends(name: str, scratch: Path, compile_: bool) -> list[Backend]:
     ]
     script = nx.export_torchscript(checkpoint, scratch / f"{name}.ts", check=False).path
     made.append(open_model(script, label="TorchScript frozen", trust_code=True, **options))  # made just above
-    size = tuple(nx.model_info(name).input_size)
     if compile_:
         made.append(_compiled(made[1], "torch.compile", size))  # type: ignore[arg-type]
     try:
