@@ -129,9 +129,9 @@ def runtime_matmul_gflops(precision: str, sizes: tuple[int, ...], seconds: float
     import numpy as np
     import onnxruntime as ort
 
+    int8 = precision == "int8"
     rates = []
     for size in sizes:
-        int8 = precision == "int8"
         blob = _matmul_onnx(size, int8)
         rng = np.random.default_rng(0)
         if int8:
@@ -176,9 +176,10 @@ def limits(quick: bool) -> dict[str, tuple[float, str]]:
     ):
         by_torch = matmul_gflops(dtype, sizes, seconds)
         by_runtime = runtime_matmul_gflops(precision, sizes, seconds)
-        found[precision] = max(
-            (by_torch, f"torch {by_torch:.1f}, {runtime} {by_runtime:.1f}: torch"),
-            (by_runtime, f"torch {by_torch:.1f}, {runtime} {by_runtime:.1f}: {runtime}"),
+        best = "torch" if by_torch >= by_runtime else runtime
+        found[precision] = (
+            max(by_torch, by_runtime),
+            f"torch {by_torch:.1f}, {runtime} {by_runtime:.1f}: {best}",
         )
     return found
 

@@ -187,6 +187,7 @@ def open_model(
 
         torch.set_num_threads(threads)
     target, fallback = torch_device(device, allow_cpu_fallback=allow_cpu_fallback)
+    computes = None  # what the module computes in, when it is not what the file holds
     if kind == "torchscript":
         module, metadata = load_torchscript(model, map_location=target, trust_code=trust_code)  # type: ignore[arg-type]
         name = "torchscript"
@@ -194,8 +195,8 @@ def open_model(
         module, metadata = load_pt2(model, device=target, trust_code=trust_code)  # type: ignore[arg-type]
         name = "torch.export"
     else:
-        bf16 = precision == "bf16"
-        if bf16:
+        if precision == "bf16":
+            computes = "bfloat16"
             reason = torch_bf16_missing_reason(target)
             if reason is not None:
                 raise DeviceError(f"--precision bf16 for a checkpoint: {reason}; use --precision fp32")
@@ -204,7 +205,7 @@ def open_model(
         name = "eager"
         if target.type != "cpu":  # a copy: the checkpoint's own model stays the CPU reference
             module = copy.deepcopy(module).to(target)
-        if bf16:
+        if computes == "bfloat16":
             module = BFloat16Autocast(module, target.type).eval()
     if label is None:
         where = model.path.name if isinstance(model, Checkpoint) and model.path else Path(str(model)).name
@@ -216,7 +217,7 @@ def open_model(
         metadata=metadata,
         device=target,
         fallback=fallback,
-        precision="bfloat16" if kind == "checkpoint" and precision == "bf16" else None,
+        precision=computes,
     )
 
 
